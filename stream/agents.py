@@ -1,0 +1,82 @@
+"""The agents: decode, call the core, assign to tables, send. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from stream.runtime import WorkerRuntime
+from stream.tables import Tables
+from stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def dlq_headers(reason: str, detail: str, topic: str, partition: int, offset: int) -> list[Any]:
+    """Headers of a dead-letter record: enough to find the original and know why."""
+    return [
+        ("reason", reason.encode()),
+        ("detail", detail.encode("utf-8", "replace")[:1000]),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+    ]
+
+
+def register_agents(app: faust.App, topics: Topics, tables: Tables, runtime: WorkerRuntime) -> None:
+    @app.agent(topics.helpdesk, name="helpdesk-events")
+    async def helpdesk_events(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            runtime.record_position(
+                message.topic,
+                message.partition,
+                message.offset,
+                int(message.timestamp * 1000) if message.timestamp else None,
+            )
+            result = runtime.process_helpdesk(
+                event.value, message.partition, tables.tickets, tables.scopes
+            )
+            if result.rejection is not None:
+                await topics.dlq.send(
+                    key=message.key,
+                    value=event.value if event.value is not None else b"",
+                    headers=dlq_headers(
+                        result.rejection.reason.value,
+                        result.rejection.detail,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                    ),
+                )
+                continue
+            for key, value in result.state_writes.items():
+                if value is not None:
+                    tables.kpi_state[key] = value
+                elif key in tables.kpi_state:
+                    del tables.kpi_state[key]
+
+    @app.timer(1.0, name="close-windows")
+    async def close_windows() -> None:
+        runtime.close_windows()
+
+    @app.on_rebalance_complete.connect
+    async def reload_partitions(sender: Any = None, **kwargs: Any) -> None:
+        actives = [
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == runtime.settings.helpdesk_topic
+        ]
+        runtime.load_partitions(actives, list(tables.kpi_state.items()))
+        log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
+
+    def highwater(topic: str, partition: int) -> int | None:
+        try:
+            return app.consumer.highwater(TP(topic, partition))
+        except Exception:  # the consumer is not up yet, or the partition just moved
+            return None
+
+    runtime.set_highwater_source(highwater)

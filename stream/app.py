@@ -1,0 +1,31 @@
+"""The Faust application: configuration only. Topics, tables and agents are declared
+in their own modules and attached by `build_worker`."""
+
+from __future__ import annotations
+
+import faust
+
+from stream.settings import Settings
+
+
+def make_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Lets Faust create its changelog topics; input topics are created beforehand
+        # (`kpi kafka up`, or the operator) with the partitions the tables expect.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # Offsets are committed after the state changes of the batch are sent, so a
+        # crash re-delivers events; dedupe by event_id makes re-delivery harmless.
+        processing_guarantee="at_least_once",
+        web_in_thread=False,
+        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+    )

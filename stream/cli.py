@@ -1,0 +1,209 @@
+"""The `kpi` command: worker, simulator, local broker and the one-command demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from stream.kpi.timefmt import parse_rfc3339_ms
+from stream.kpi.windows import parse_duration_ms
+from stream.local.broker_cli import kafka_app
+from stream.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="kpi-stream: real-time customer-service KPIs from help-desk and order events.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(kafka_app, name="kafka")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "info",
+) -> None:
+    """Run the Faust worker: consume events, keep KPI tables, serve /metrics."""
+    from stream.worker import Worker
+
+    settings = _settings()
+    Worker(settings).run(loglevel=loglevel)
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="mean events per second (help desk + orders)")] = 20.0,
+    seed: Annotated[int, typer.Option(help="same seed, same stream")] = 42,
+    duration: Annotated[
+        str | None, typer.Option(help="event-time span to generate, e.g. 10m, 2h, 7d; none = endless")
+    ] = None,
+    start: Annotated[
+        str, typer.Option(help="event time of the first event: 'now' or RFC 3339")
+    ] = "now",
+    to: Annotated[str, typer.Option(help="'kafka' or a .jsonl file path")] = "kafka",
+    pace: Annotated[
+        bool, typer.Option(help="send each event when the wall clock reaches its time")
+    ] = True,
+    time_scale: Annotated[
+        float, typer.Option(help="multiplies delays inside a ticket's life (0.01: 1 h -> 36 s)")
+    ] = 1.0,
+    duplicates: Annotated[float, typer.Option(help="share of events sent twice")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="share of extra broken messages")] = 0.0,
+    late: Annotated[float, typer.Option(help="share of events sent late")] = 0.0,
+    max_messages: Annotated[int | None, typer.Option(help="stop after this many")] = None,
+) -> None:
+    """Produce realistic, seeded help-desk and order traffic to Kafka or a JSONL file."""
+    from stream.local.feed import feed_to_file, feed_to_kafka
+    from stream.local.simulator import SimConfig, simulate as generate
+
+    settings = _settings()
+    start_ms = int(time.time() * 1000) if start == "now" else parse_rfc3339_ms(start)
+    config = SimConfig.for_rate(
+        rate,
+        seed=seed,
+        start_ms=start_ms,
+        duration_ms=parse_duration_ms(duration) if duration else None,
+        time_scale=time_scale,
+        duplicate_share=duplicates,
+        malformed_share=malformed,
+        late_share=late,
+    )
+    messages = generate(config)
+    if to == "kafka":
+        stats = feed_to_kafka(
+            messages,
+            settings.bootstrap_servers,
+            {"helpdesk": settings.helpdesk_topic, "orders": settings.orders_topic},
+            pace=pace,
+            max_messages=max_messages,
+            progress=sys.stderr.isatty(),
+        )
+    else:
+        stats = feed_to_file(messages, Path(to), max_messages=max_messages)
+    console.print(f"sent {stats.sent} messages in {stats.seconds:.1f} s: {stats.by_kind}")
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="mean simulated events per second")] = 20.0,
+    time_scale: Annotated[
+        float, typer.Option(help="speed of ticket lives: 0.01 turns hours into tens of seconds")
+    ] = 0.01,
+    port: Annotated[int, typer.Option(help="local broker port")] = 9092,
+) -> None:
+    """The main job: local Kafka broker, topics, worker, a realistic feed. Ctrl-C stops all."""
+    from stream.local.broker import LocalBroker, create_topics
+    from stream.local.feed import feed_to_kafka
+    from stream.local.simulator import SimConfig, simulate as generate
+
+    os.environ.setdefault("KPI_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    settings = _settings()
+    broker = LocalBroker(port=port)
+    was_running = broker.status().running
+    console.print(f"[bold]kpi-stream demo[/bold]: starting the Kafka broker on {broker.bootstrap}")
+    broker.up()
+    create_topics(broker.bootstrap, settings.topic_specs())
+
+    log_dir = Path(".kpi")
+    log_dir.mkdir(exist_ok=True)
+    worker_log = (log_dir / "worker.log").open("ab")
+    worker_proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warn"],
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "KPI_BOOTSTRAP_SERVERS": broker.bootstrap},
+    )
+    stop = threading.Event()
+    config = SimConfig.for_rate(
+        rate,
+        start_ms=int(time.time() * 1000),
+        time_scale=time_scale,
+        duplicate_share=0.01,
+        malformed_share=0.002,
+        late_share=0.01,
+    )
+    feeder = threading.Thread(
+        target=feed_to_kafka,
+        args=(
+            generate(config),
+            broker.bootstrap,
+            {"helpdesk": settings.helpdesk_topic, "orders": settings.orders_topic},
+        ),
+        kwargs={"pace": True, "stop": stop},
+        name="simulator",
+        daemon=True,
+    )
+    feeder.start()
+    metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    console.print(
+        f"worker pid {worker_proc.pid} (log .kpi/worker.log); simulator at {rate:g} events/s\n"
+        f"  metrics:  {metrics_url}\n"
+        f"  KPIs:     http://{settings.web_host}:{settings.web_port}/api/v1/kpis\n"
+        f"  broker:   {broker.bootstrap} (log {broker.status().log_path})\n"
+        "Ctrl-C stops everything this command started."
+    )
+    try:
+        _wait_for_metrics(metrics_url, worker_proc)
+        console.print("[green]ready[/green]: tickets are being counted; watch the metrics URL")
+        while worker_proc.poll() is None:
+            time.sleep(1)
+        console.print(f"[red]the worker exited with {worker_proc.returncode}[/red]; see .kpi/worker.log")
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    finally:
+        stop.set()
+        feeder.join(timeout=10)
+        if worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)
+            try:
+                worker_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+                worker_proc.wait()
+        worker_log.close()
+        if not was_running:
+            broker.down()
+        console.print("stopped")
+
+
+def _wait_for_metrics(url: str, worker_proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and worker_proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+            if any(
+                line.startswith("kpistream_tickets_active{") and not line.endswith(" 0.0")
+                for line in text.splitlines()
+            ):
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

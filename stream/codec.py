@@ -1,0 +1,144 @@
+"""Bytes -> a valid Event, or a Rejection that says what was wrong and where.
+
+Bad input is data: the decoder never raises on a message's content. The agent sends a
+rejected message's raw bytes to the dead-letter topic with the reason in its headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from stream.kpi.events import Event
+from stream.kpi.timefmt import TimestampError, parse_rfc3339_ms
+from stream.schema_registry import load_event_validators
+
+
+class Reason(StrEnum):
+    """Why a message was rejected: a small fixed set, used as a metric label."""
+
+    TOO_LARGE = "too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TYPE = "missing_type"
+    UNKNOWN_TYPE = "unknown_type"
+    WRONG_TOPIC = "wrong_topic"
+    UNSUPPORTED_VERSION = "unsupported_schema_version"
+    SCHEMA_VIOLATION = "schema_violation"
+    BAD_TIMESTAMP = "bad_timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: Reason
+    detail: str  # human-readable: what was wrong and where (a JSON path when there is one)
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
+
+
+HELPDESK_TYPES = frozenset(
+    {
+        "ticket.created",
+        "ticket.replied",
+        "ticket.status_changed",
+        "ticket.assigned",
+        "ticket.priority_changed",
+        "ticket.escalated",
+        "ticket.solved",
+        "ticket.reopened",
+        "ticket.closed",
+        "survey.csat",
+        "survey.nps",
+        "selfservice.session",
+        "agent.shift",
+    }
+)
+ORDER_TYPES = frozenset(
+    {
+        "order.placed",
+        "order.confirmed",
+        "order.shipped",
+        "order.delayed",
+        "order.delivered",
+        "order.cancelled",
+        "notification.sent",
+        "customer.contacted",
+    }
+)
+INDICATOR_TYPES = frozenset({"indicator.reported"})
+
+Validator = Callable[[Any], Any]
+
+
+class Decoder:
+    """Decodes the messages of one topic, whose event types are `accepted_types`."""
+
+    def __init__(
+        self,
+        accepted_types: Iterable[str],
+        *,
+        max_message_bytes: int = 1_000_000,
+        validators: dict[str, Validator] | None = None,
+    ) -> None:
+        self._accepted = frozenset(accepted_types)
+        self._max_bytes = max_message_bytes
+        self._validators = validators if validators is not None else load_event_validators()
+        missing = self._accepted - set(self._validators)
+        if missing:
+            raise ValueError(f"no schema for event types {sorted(missing)} in schemas/events")
+
+    def decode(self, raw: bytes | None) -> Event | Rejection:
+        if raw is None:
+            return Rejection(Reason.INVALID_JSON, "message has no value (a tombstone)")
+        if len(raw) > self._max_bytes:
+            return Rejection(
+                Reason.TOO_LARGE, f"message of {len(raw)} bytes exceeds {self._max_bytes}"
+            )
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as utf:
+                return Rejection(
+                    Reason.INVALID_UTF8, f"invalid UTF-8 at byte {utf.start}: {utf.reason}"
+                )
+            return Rejection(Reason.INVALID_JSON, f"not JSON: {exc}")
+        if not isinstance(data, dict):
+            return Rejection(
+                Reason.NOT_AN_OBJECT, f"the message is a JSON {type(data).__name__}, not an object"
+            )
+        kind = data.get("type")
+        if kind is None:
+            return Rejection(Reason.MISSING_TYPE, "$.type is missing")
+        if not isinstance(kind, str):
+            return Rejection(Reason.MISSING_TYPE, f"$.type must be a string, got {kind!r}")
+        if kind not in self._validators:
+            return Rejection(Reason.UNKNOWN_TYPE, f"$.type {kind[:100]!r} is not a known type")
+        if kind not in self._accepted:
+            return Rejection(Reason.WRONG_TOPIC, f"$.type {kind!r} does not belong on this topic")
+        version = data.get("schema_version", 1)
+        if version != 1 or isinstance(version, bool):
+            return Rejection(
+                Reason.UNSUPPORTED_VERSION, f"$.schema_version {version!r} is not supported (1)"
+            )
+        try:
+            self._validators[kind](data)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            where = exc.name.replace("data", "$", 1) if exc.name else "$"
+            message = exc.message.replace(exc.name or "data", where, 1)
+            if where == "$.occurred_at":
+                return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: {message[:300]}")
+            return Rejection(Reason.SCHEMA_VIOLATION, f"{kind}: {message[:300]}")
+        try:
+            occurred_at_ms = parse_rfc3339_ms(data["occurred_at"])
+        except TimestampError as exc:
+            return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: $.occurred_at: {exc}")
+        return Event(data["event_id"], kind, occurred_at_ms, data)

@@ -1,0 +1,208 @@
+"""Prometheus metrics: counters the agent bumps, and a collector that reads a snapshot.
+
+Counters and the latency histogram are per process (Prometheus sums them across
+workers with sum(rate(...))). Gauges computed from table state are produced at scrape
+time from a snapshot of the partitions this worker actively owns, so standby copies
+never double-count. Every family is listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from stream.kpi.snapshot import QUANTILES, KpiSnapshot
+from stream.kpi.windows import format_duration_ms
+
+# Buckets chosen so that every default SLA target (1 h, 4 h, 24 h, 48 h) is a bucket
+# bound: "share answered within target" is then an exact bucket ratio, not a guess.
+FIRST_RESPONSE_BUCKETS_SECONDS = (
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    43200.0,
+    86400.0,
+    172800.0,
+    345600.0,
+)
+
+
+class PipelineMetrics:
+    """The counters and histograms the agents update, in an injected registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "kpistream_events",
+            "Valid events processed (duplicates and rejected messages excluded).",
+            ["topic", "type"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "kpistream_events_rejected",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "kpistream_events_duplicate",
+            "Valid events dropped because their event_id was already processed.",
+            ["topic"],
+            registry=registry,
+        )
+        self.late = Counter(
+            "kpistream_events_late",
+            "Events whose event-time window had already closed (kept in live gauges only).",
+            ["topic", "kpi"],
+            registry=registry,
+        )
+        self.label_overflow = Counter(
+            "kpistream_label_overflow",
+            "Tickets whose label value was reported as 'other' because the label set is full.",
+            ["label"],
+            registry=registry,
+        )
+        self.first_response = Histogram(
+            "kpistream_first_response_seconds",
+            "H2: time from ticket creation to the first public agent reply.",
+            ["queue", "priority"],
+            buckets=FIRST_RESPONSE_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.last_event_timestamp = Gauge(
+            "kpistream_last_event_timestamp_seconds",
+            "Event time (occurred_at) of the newest event processed, as a Unix timestamp.",
+            ["topic"],
+            registry=registry,
+        )
+        self.dlq_send_errors = Counter(
+            "kpistream_dlq_send_errors",
+            "Rejected messages that could not be written to the dead-letter topic.",
+            [],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """Consumer position of one partition, for lag metrics."""
+
+    topic: str
+    partition: int
+    lag_records: int | None
+    lag_seconds: float | None
+    watermark_ms: int | None
+
+
+class KpiCollector(Collector):
+    """Yields the KPI gauges from a snapshot taken at scrape time."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], KpiSnapshot | None],
+        progress: Callable[[], list[PartitionProgress]],
+    ) -> None:
+        self._snapshot = snapshot
+        self._progress = progress
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Describing nothing keeps registration from calling collect() (and so the
+        # snapshot) at start-up, before any partition is assigned.
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self._snapshot()
+        if snap is not None:
+            yield from _kpi_families(snap)
+        yield from _progress_families(self._progress())
+
+
+def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
+    active = GaugeMetricFamily(
+        "kpistream_tickets_active",
+        "H1: tickets created and not yet solved or closed, now.",
+        labels=["queue", "priority", "status"],
+    )
+    for (queue, priority, status), n in sorted(snap.active.items()):
+        active.add_metric([queue, priority, status], n)
+    yield active
+
+    by_dims = GaugeMetricFamily(
+        "kpistream_first_response_window_seconds",
+        "H2: first-response time quantiles over the newest closed event-time window.",
+        labels=["window", "quantile", "queue", "priority"],
+    )
+    overall = GaugeMetricFamily(
+        "kpistream_first_response_window_all_seconds",
+        "H2: first-response time quantiles over the newest closed window, all tickets.",
+        labels=["window", "quantile"],
+    )
+    counts = GaugeMetricFamily(
+        "kpistream_first_response_window_responses",
+        "H2: first responses in the newest closed event-time window.",
+        labels=["window", "queue", "priority"],
+    )
+    ends = GaugeMetricFamily(
+        "kpistream_first_response_window_end_timestamp_seconds",
+        "Exclusive end of the window the first_response_window gauges describe.",
+        labels=["window"],
+    )
+    for size, summary in sorted(snap.first_response_windows.items()):
+        window = format_duration_ms(size)
+        ends.add_metric([window], summary.end_ms / 1000.0)
+        for (queue, priority), sketch in sorted(summary.by_dims.items()):
+            counts.add_metric([window, queue, priority], sketch.count)
+            for q in QUANTILES:
+                value = sketch.quantile(q)
+                if value is not None:
+                    by_dims.add_metric([window, str(q), queue, priority], value)
+        for q in QUANTILES:
+            value = summary.overall.quantile(q)
+            if value is not None:
+                overall.add_metric([window, str(q)], value)
+    yield from (by_dims, overall, counts, ends)
+
+
+def _progress_families(progress: list[PartitionProgress]) -> Iterator[GaugeMetricFamily]:
+    lag = GaugeMetricFamily(
+        "kpistream_consumer_lag_records",
+        "Records in the partition not yet processed by this worker (high water - position).",
+        labels=["topic", "partition"],
+    )
+    lag_seconds = GaugeMetricFamily(
+        "kpistream_consumer_lag_seconds",
+        "Age of the oldest unprocessed record: 0 when caught up.",
+        labels=["topic", "partition"],
+    )
+    watermark = GaugeMetricFamily(
+        "kpistream_watermark_timestamp_seconds",
+        "Event-time watermark of the partition: windows ending before it are closed.",
+        labels=["topic", "partition"],
+    )
+    owned = GaugeMetricFamily(
+        "kpistream_partitions_owned",
+        "Input partitions this worker actively owns (standby copies excluded).",
+        labels=["topic"],
+    )
+    per_topic: dict[str, int] = {}
+    for item in progress:
+        labels = [item.topic, str(item.partition)]
+        per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
+        if item.lag_records is not None:
+            lag.add_metric(labels, item.lag_records)
+        if item.lag_seconds is not None:
+            lag_seconds.add_metric(labels, item.lag_seconds)
+        if item.watermark_ms is not None:
+            watermark.add_metric(labels, item.watermark_ms / 1000.0)
+    for topic, n in sorted(per_topic.items()):
+        owned.add_metric([topic], n)
+    yield from (lag, lag_seconds, watermark, owned)

@@ -1,0 +1,232 @@
+"""The ticket state machine: one ticket's facts, and what each event changes.
+
+Pure: given the stored state and one event, `apply_ticket_event` returns the new state
+and the KPI effects (active-gauge moves, first responses). The Faust agent stores the
+state in a changelogged table keyed by ticket_id, so a ticket's events are applied in
+partition order by exactly one worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.kpi.events import ACTIVE_STATUSES, Event
+
+# A ticket's place in the active-issues gauge: (queue label, priority, status).
+ActiveKey = tuple[str, str, str]
+
+# Events that arrived before their ticket.created are kept, up to this many, and
+# replayed when it arrives (EVENTS.md: events may come out of order).
+MAX_EARLY_EVENTS = 200
+
+_STATUS_SET_BY_TYPE = {
+    "ticket.solved": "solved",
+    "ticket.closed": "closed",
+    "ticket.reopened": "open",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FirstResponse:
+    """The first public agent reply of a ticket: its latency and where it counts."""
+
+    queue: str  # label value, already bounded
+    priority: str
+    responded_at_ms: int
+    latency_ms: int
+
+
+@dataclass(slots=True)
+class TicketState:
+    ticket_id: str
+    customer_id: str | None = None
+    created_at_ms: int | None = None
+    queue: str | None = None
+    priority: str | None = None
+    channel: str | None = None
+    status: str = "new"
+    # Event time of the value in force: a newer event wins, an older one arriving late
+    # does not overwrite it (status, queue and priority can arrive out of order).
+    status_at_ms: int = -(2**62)
+    queue_at_ms: int = -(2**62)
+    priority_at_ms: int = -(2**62)
+    first_response_at_ms: int | None = None
+    counted_as: ActiveKey | None = None
+    seen_event_ids: list[str] = field(default_factory=list)
+    early_events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def created(self) -> bool:
+        return self.created_at_ms is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ticket_id": self.ticket_id,
+            "customer_id": self.customer_id,
+            "created_at_ms": self.created_at_ms,
+            "queue": self.queue,
+            "priority": self.priority,
+            "channel": self.channel,
+            "status": self.status,
+            "status_at_ms": self.status_at_ms,
+            "queue_at_ms": self.queue_at_ms,
+            "priority_at_ms": self.priority_at_ms,
+            "first_response_at_ms": self.first_response_at_ms,
+            "counted_as": list(self.counted_as) if self.counted_as else None,
+            "seen_event_ids": self.seen_event_ids,
+            "early_events": self.early_events,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TicketState:
+        counted = data.get("counted_as")
+        return cls(
+            ticket_id=data["ticket_id"],
+            customer_id=data.get("customer_id"),
+            created_at_ms=data.get("created_at_ms"),
+            queue=data.get("queue"),
+            priority=data.get("priority"),
+            channel=data.get("channel"),
+            status=data.get("status", "new"),
+            status_at_ms=data.get("status_at_ms", -(2**62)),
+            queue_at_ms=data.get("queue_at_ms", -(2**62)),
+            priority_at_ms=data.get("priority_at_ms", -(2**62)),
+            first_response_at_ms=data.get("first_response_at_ms"),
+            counted_as=(counted[0], counted[1], counted[2]) if counted else None,
+            seen_event_ids=list(data.get("seen_event_ids", [])),
+            early_events=list(data.get("early_events", [])),
+        )
+
+
+@dataclass(slots=True)
+class TicketOutcome:
+    """What one event did to a ticket, for the aggregates."""
+
+    state: TicketState
+    duplicate: bool = False
+    buffered: bool = False  # kept until the ticket's ticket.created arrives
+    active_moves: list[tuple[ActiveKey, int]] = field(default_factory=list)
+    first_responses: list[FirstResponse] = field(default_factory=list)
+
+
+def is_first_response(event: Event) -> bool:
+    """A public reply written by an agent: not the customer, not a note, not automation."""
+    return (
+        event.type == "ticket.replied"
+        and event.get("author") == "agent"
+        and event.get("public") is True
+    )
+
+
+def apply_ticket_event(
+    state: TicketState | None,
+    event: Event,
+    queue_label: Callable[[str], str],
+) -> TicketOutcome:
+    """Apply one event of ticket `event.body['ticket_id']` to its state.
+
+    `queue_label` bounds queue names for labels; the label a ticket is counted under is
+    stored with it, so moving it out of the gauge never depends on the mapping again.
+    """
+    if state is None:
+        state = TicketState(ticket_id=event.body["ticket_id"])
+    outcome = TicketOutcome(state=state)
+    if event.event_id in state.seen_event_ids:
+        outcome.duplicate = True
+        return outcome
+    state.seen_event_ids.append(event.event_id)
+
+    if not state.created and event.type != "ticket.created":
+        if len(state.early_events) < MAX_EARLY_EVENTS:
+            state.early_events.append(_event_to_dict(event))
+        outcome.buffered = True
+        return outcome
+
+    before = state.counted_as
+    _apply(state, event, outcome)
+    if event.type == "ticket.created" and state.early_events:
+        early = sorted(state.early_events, key=lambda e: e["occurred_at_ms"])
+        state.early_events = []
+        for item in early:
+            _apply(state, _event_from_dict(item), outcome)
+
+    after = _active_key(state, queue_label)
+    if after != before:
+        if before is not None:
+            outcome.active_moves.append((before, -1))
+        if after is not None:
+            outcome.active_moves.append((after, +1))
+        state.counted_as = after
+    return outcome
+
+
+def _active_key(state: TicketState, queue_label: Callable[[str], str]) -> ActiveKey | None:
+    if not state.created or state.status not in ACTIVE_STATUSES:
+        return None
+    return (queue_label(state.queue or "unknown"), state.priority or "normal", state.status)
+
+
+def _apply(state: TicketState, event: Event, outcome: TicketOutcome) -> None:
+    kind = event.type
+    at = event.occurred_at_ms
+    body = event.body
+    if kind == "ticket.created":
+        state.created_at_ms = at
+        state.customer_id = body.get("customer_id")
+        state.channel = body.get("channel")
+        _set_queue(state, body.get("queue"), at)
+        _set_priority(state, body.get("priority"), at)
+        _set_status(state, "new", at)
+    elif kind == "ticket.replied":
+        if is_first_response(event) and state.first_response_at_ms is None:
+            state.first_response_at_ms = at
+            created = state.created_at_ms if state.created_at_ms is not None else at
+            outcome.first_responses.append(
+                FirstResponse(
+                    queue=state.counted_as[0] if state.counted_as else (state.queue or "unknown"),
+                    priority=state.priority or "normal",
+                    responded_at_ms=at,
+                    # A reply stamped before the creation (producer clock skew) counts as
+                    # an immediate response rather than a negative latency.
+                    latency_ms=max(0, at - created),
+                )
+            )
+    elif kind == "ticket.status_changed":
+        _set_status(state, body["status"], at)
+    elif kind in _STATUS_SET_BY_TYPE:
+        _set_status(state, _STATUS_SET_BY_TYPE[kind], at)
+    elif kind == "ticket.assigned":
+        _set_queue(state, body.get("queue"), at)
+    elif kind == "ticket.priority_changed":
+        _set_priority(state, body.get("priority"), at)
+    # Surveys, escalations and self-service sessions change no ticket fact used here.
+
+
+def _set_status(state: TicketState, status: str, at: int) -> None:
+    if at >= state.status_at_ms:
+        state.status, state.status_at_ms = status, at
+
+
+def _set_queue(state: TicketState, queue: str | None, at: int) -> None:
+    if queue is not None and at >= state.queue_at_ms:
+        state.queue, state.queue_at_ms = queue, at
+
+
+def _set_priority(state: TicketState, priority: str | None, at: int) -> None:
+    if priority is not None and at >= state.priority_at_ms:
+        state.priority, state.priority_at_ms = priority, at
+
+
+def _event_to_dict(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "occurred_at_ms": event.occurred_at_ms,
+        "body": event.body,
+    }
+
+
+def _event_from_dict(data: dict[str, Any]) -> Event:
+    return Event(data["event_id"], data["type"], data["occurred_at_ms"], data["body"])

@@ -1,0 +1,52 @@
+"""RFC 3339 timestamps <-> integer epoch milliseconds. A time without an offset is an error."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+_RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<frac>\d{1,9}))?(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class TimestampError(ValueError):
+    """The text is not an RFC 3339 timestamp with an offset; the message says why."""
+
+
+def parse_rfc3339_ms(text: str) -> int:
+    """Parse an RFC 3339 timestamp into epoch milliseconds (UTC).
+
+    The offset is mandatory: a naive time could be any of 27 hours and would put an
+    event in the wrong window. Digits beyond milliseconds are truncated, not rounded,
+    so an event never moves into the next millisecond (and the next window).
+    """
+    match = _RFC3339.match(text)
+    if match is None:
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", text):
+            raise TimestampError(f"timestamp {text!r} has no offset (add Z or +hh:mm)")
+        raise TimestampError(f"timestamp {text!r} is not RFC 3339 (like 2026-11-24T10:15:30.123Z)")
+    offset = match.group("offset")
+    if offset in ("Z", "z"):
+        tz = UTC
+    else:
+        sign = 1 if offset[0] == "+" else -1
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:
+            raise TimestampError(f"timestamp {text!r} has an impossible offset {offset}")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        moment = datetime.fromisoformat(f"{match.group('date')}T{match.group('time')}").replace(
+            tzinfo=tz
+        )
+    except ValueError as exc:
+        raise TimestampError(f"timestamp {text!r} is not a real date and time: {exc}") from None
+    millis = int((match.group("frac") or "0")[:3].ljust(3, "0"))
+    return int(moment.timestamp()) * 1000 + millis
+
+
+def format_rfc3339_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds -> '2026-11-24T10:15:30.123Z'."""
+    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"

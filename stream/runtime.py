@@ -1,0 +1,250 @@
+"""The worker's in-process state and the steps an agent takes for one message.
+
+Kept apart from the Faust wiring so that the whole path (decode, dedupe, state machine,
+aggregates, metrics) runs in tests with plain dicts standing in for tables. Tables are
+passed in as mutable mappings; the agent hands in Faust tables, tests hand in dicts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from stream.codec import HELPDESK_TYPES, Decoder, Rejection
+from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
+from stream.kpi.events import Event
+from stream.kpi.labels import OTHER, BoundedLabels
+from stream.kpi.partition import PartitionKpis, WindowId
+from stream.kpi.snapshot import KpiSnapshot, build_snapshot
+from stream.kpi.tickets import TicketState, apply_ticket_event
+from stream.settings import Settings
+
+# Events with no ticket (agent shifts, anonymous self-service) are deduplicated within a
+# scope (the agent or the customer), remembering this many recent ids per scope.
+SCOPE_DEDUPE_IDS = 1000
+
+
+def summary_key(partition: int) -> str:
+    return f"{partition}|summary"
+
+
+def window_key(partition: int, window: WindowId) -> str:
+    return f"{partition}|w|{window[0]}|{window[1]}"
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Position:
+    """The last record processed on a partition, for lag."""
+
+    offset: int = -1
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class HelpdeskResult:
+    """What processing one message of helpdesk.events produced."""
+
+    event: Event | None = None
+    rejection: Rejection | None = None
+    duplicate: bool = False
+    state_writes: dict[str, Any] = field(default_factory=dict)  # kpi_state key -> value/None
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        self.helpdesk_decoder = Decoder(
+            HELPDESK_TYPES, max_message_bytes=settings.max_message_bytes
+        )
+        self.queue_labels = BoundedLabels(settings.queues, settings.max_queues)
+        self.partitions: dict[int, PartitionKpis] = {}
+        self.positions: dict[tuple[str, int], Position] = {}
+        # Closed windows whose table entries must be deleted by the next event of their
+        # partition (Faust writes a changelog record only from inside stream iteration).
+        self.pending_deletes: dict[int, set[str]] = {}
+        self.registry.register(KpiCollector(self.snapshot, self.progress))
+        self._highwater: Any = None
+        self._newest_event_ms: dict[str, int] = {}
+
+    # --- partitions -------------------------------------------------------------
+    def new_partition(self) -> PartitionKpis:
+        return PartitionKpis(
+            window_sizes_ms=self.settings.window_sizes_ms,
+            grace_ms=self.settings.grace_ms,
+            relative_accuracy=self.settings.sketch_relative_accuracy,
+        )
+
+    def load_partitions(
+        self, active: Iterable[int], state: Iterable[tuple[str, Any]]
+    ) -> None:
+        """Rebuild the in-memory aggregates of the active partitions from table state.
+
+        Called when a rebalance completes (after changelog recovery), so the gauges are
+        right from the first scrape even before the next event arrives.
+        """
+        wanted = set(active)
+        rebuilt = {p: self.new_partition() for p in wanted}
+        for key, value in state:
+            if value is None:
+                continue
+            part, _, rest = key.partition("|")
+            if not part.isdigit() or int(part) not in wanted:
+                continue
+            kpis = rebuilt[int(part)]
+            if rest == "summary":
+                kpis.load_summary(value)
+            elif rest.startswith("w|"):
+                _, size, start = rest.split("|")
+                kpis.load_window((int(size), int(start)), value)
+        self.partitions = rebuilt
+        self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
+
+    def partition(self, number: int) -> PartitionKpis:
+        kpis = self.partitions.get(number)
+        if kpis is None:
+            kpis = self.partitions[number] = self.new_partition()
+        return kpis
+
+    # --- one message -----------------------------------------------------------
+    def process_helpdesk(
+        self,
+        raw: bytes | None,
+        partition: int,
+        tickets: MutableMapping[str, Any],
+        scopes: MutableMapping[str, Any],
+        now_ms: int | None = None,
+    ) -> HelpdeskResult:
+        """Decode, dedupe and apply one helpdesk.events message; update metrics.
+
+        Returns the table writes for kpi_state (the caller assigns them, so the
+        changelog record goes to this message's partition).
+        """
+        topic = self.settings.helpdesk_topic
+        now_ms = wall_ms() if now_ms is None else now_ms
+        decoded = self.helpdesk_decoder.decode(raw)
+        if isinstance(decoded, Rejection):
+            self.metrics.rejected.labels(topic, decoded.reason.value).inc()
+            return HelpdeskResult(rejection=decoded)
+        event = decoded
+        result = HelpdeskResult(event=event)
+        ticket_id = event.body.get("ticket_id")
+        kpis = self.partition(partition)
+        if ticket_id is None:
+            result.duplicate = self._seen_in_scope(event, scopes)
+        else:
+            stored = tickets.get(ticket_id)
+            was_created = stored is not None and stored.get("created_at_ms") is not None
+            state = TicketState.from_dict(stored) if stored is not None else None
+            outcome = apply_ticket_event(state, event, self.queue_labels.label)
+            result.duplicate = outcome.duplicate
+            if not outcome.duplicate:
+                tickets[ticket_id] = outcome.state.to_dict()
+                late_before = kpis.late_first_responses_total
+                changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
+                late = kpis.late_first_responses_total - late_before
+                if late:
+                    self.metrics.late.labels(topic, "first_response").inc(late)
+                for response in outcome.first_responses:
+                    self.metrics.first_response.labels(response.queue, response.priority).observe(
+                        response.latency_ms / 1000.0
+                    )
+                if outcome.active_moves:
+                    result.state_writes[summary_key(partition)] = kpis.summary_dict()
+                for window in changed:
+                    result.state_writes[window_key(partition, window)] = kpis.window_dict(window)
+                if (
+                    not was_created
+                    and outcome.state.created
+                    and outcome.state.counted_as is not None
+                    and outcome.state.counted_as[0] == OTHER
+                    and outcome.state.queue != OTHER
+                ):
+                    self.metrics.label_overflow.labels("queue").inc()
+        if result.duplicate:
+            self.metrics.duplicates.labels(topic).inc()
+            return result
+        if kpis.max_event_ms is None or event.occurred_at_ms > kpis.max_event_ms:
+            kpis.max_event_ms = event.occurred_at_ms
+            result.state_writes.setdefault(summary_key(partition), kpis.summary_dict())
+        self.metrics.events.labels(topic, event.type).inc()
+        # Keep the gauge at the newest event time, not the last one processed.
+        if event.occurred_at_ms > self._newest_event_ms.get(topic, -(2**62)):
+            self._newest_event_ms[topic] = event.occurred_at_ms
+            self.metrics.last_event_timestamp.labels(topic).set(event.occurred_at_ms / 1000.0)
+        for key in self.pending_deletes.pop(partition, ()):
+            result.state_writes[key] = None
+        return result
+
+    def _seen_in_scope(self, event: Event, scopes: MutableMapping[str, Any]) -> bool:
+        body = event.body
+        scope = (
+            f"agent:{body['agent_id']}" if body.get("agent_id") else f"customer:{body.get('customer_id')}"
+        )
+        seen: list[str] = list(scopes.get(scope) or [])
+        if event.event_id in seen:
+            return True
+        seen.append(event.event_id)
+        scopes[scope] = seen[-SCOPE_DEDUPE_IDS:]
+        return False
+
+    # --- time ---------------------------------------------------------------------
+    def close_windows(self, now_ms: int | None = None) -> int:
+        """Close every window the watermark has passed, on every owned partition."""
+        clock = (wall_ms() if now_ms is None else now_ms) if self.settings.live else None
+        closed = 0
+        for number, kpis in self.partitions.items():
+            for window in kpis.close_windows(clock):
+                self.pending_deletes.setdefault(number, set()).add(
+                    window_key(number, (window.size_ms, window.start_ms))
+                )
+                closed += 1
+        return closed
+
+    # --- export -------------------------------------------------------------------
+    def record_position(self, topic: str, partition: int, offset: int, ts_ms: int | None) -> None:
+        position = self.positions.setdefault((topic, partition), Position())
+        position.offset, position.timestamp_ms = offset, ts_ms
+
+    def set_highwater_source(self, highwater: Any) -> None:
+        """`highwater(topic, partition) -> int | None`, from the Kafka consumer."""
+        self._highwater = highwater
+
+    def snapshot(self) -> KpiSnapshot:
+        clock = wall_ms() if self.settings.live else None
+        return build_snapshot(self.partitions, clock, self.settings.sketch_relative_accuracy)
+
+    def progress(self) -> list[PartitionProgress]:
+        now = wall_ms()
+        rows = []
+        topic = self.settings.helpdesk_topic
+        for number, kpis in sorted(self.partitions.items()):
+            position = self.positions.get((topic, number), Position())
+            lag_records: int | None = None
+            lag_seconds: float | None = None
+            highwater = self._highwater(topic, number) if self._highwater else None
+            if highwater is not None:
+                lag_records = max(0, highwater - (position.offset + 1))
+                if lag_records == 0:
+                    lag_seconds = 0.0
+                elif position.timestamp_ms is not None:
+                    lag_seconds = max(0.0, (now - position.timestamp_ms) / 1000.0)
+            rows.append(
+                PartitionProgress(
+                    topic,
+                    number,
+                    lag_records,
+                    lag_seconds,
+                    kpis.watermark_ms(now if self.settings.live else None),
+                )
+            )
+        return rows

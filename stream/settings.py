@@ -1,0 +1,150 @@
+"""One frozen settings object: defaults in one place, validated at start.
+
+Every field can be set by an environment variable ``KPI_<FIELD>`` (upper case) or
+in a TOML file named by ``KPI_CONFIG_FILE``; the environment wins over the file.
+docs/configuration.md lists every field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stream.kpi.windows import parse_duration_ms
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the product reads or writes, as the local broker creates it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class SettingsError(ValueError):
+    """Raised with a message that names the bad key and what was wrong with it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KPI_",
+        frozen=True,
+        extra="forbid",
+        env_parse_none_str="",
+    )
+
+    # --- Kafka ---
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]"
+    )
+    app_id: str = Field("kpi-stream", description="Faust app id = consumer group id")
+    helpdesk_topic: str = "helpdesk.events"
+    orders_topic: str = "orders.events"
+    indicators_topic: str = "indicators.external"
+    kpi_topic: str = "kpi.windows.v1"
+    dlq_topic: str = "kpi-stream.dlq"
+    partitions: int = Field(3, ge=1, le=1024, description="partitions of the input topics")
+    replication_factor: int = Field(
+        1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
+    )
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    data_dir: Path = Field(Path(".kpi/worker"), description="Faust state directory")
+
+    # --- web (metrics, API) ---
+    web_host: str = Field("127.0.0.1", description="address the web server binds to")
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    # --- KPI semantics ---
+    windows: tuple[str, ...] = Field(
+        ("1m", "1h"), description="tumbling window sizes of the windowed KPIs"
+    )
+    grace: str = Field("10m", description="how long after its end a window accepts late events")
+    sketch_relative_accuracy: float = Field(0.01, gt=0.0, lt=0.5)
+    queues: tuple[str, ...] = Field(
+        (), description="queue label values; others are reported as 'other'"
+    )
+    max_queues: int = Field(
+        50, ge=1, le=1000, description="with no queue list: the first N queues seen keep a label"
+    )
+    live: bool = Field(
+        True, description="close windows by the wall clock too (false for replays of history)"
+    )
+    max_message_bytes: int = Field(1_000_000, ge=1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("KPI_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("windows", "queues", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        # Environment variables carry lists as "1m,1h"; TOML carries real lists.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> Settings:
+        for text in (*self.windows, self.grace):
+            parse_duration_ms(text)  # raises ValueError naming the bad text
+        if not self.windows:
+            raise ValueError("windows: at least one window size is needed")
+        return self
+
+    # --- derived values ---
+    @property
+    def window_sizes_ms(self) -> tuple[int, ...]:
+        return tuple(parse_duration_ms(text) for text in self.windows)
+
+    @property
+    def grace_ms(self) -> int:
+        return parse_duration_ms(self.grace)
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap servers in Faust's URL form."""
+        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(","))
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic the product reads or writes, with its partitions and config."""
+        return [
+            TopicSpec(self.helpdesk_topic, self.partitions),
+            TopicSpec(self.orders_topic, self.partitions),
+            TopicSpec(self.indicators_topic, 1),
+            TopicSpec(self.kpi_topic, 1, {"cleanup.policy": "compact"}),
+            TopicSpec(self.dlq_topic, 1, {"retention.ms": str(14 * 24 * 3600 * 1000)}),
+        ]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's error into one that names each bad key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid kpi-stream settings: {problems}") from None

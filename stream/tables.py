@@ -1,0 +1,40 @@
+"""Changelogged tables. Keys are strings, values JSON-ready dicts from the pure core.
+
+- tickets: ticket_id -> ticket state (the ticket state machine, with its seen event ids)
+- scopes: "agent:<id>" / "customer:<id>" -> recent event ids of events without a ticket
+- kpi_state: "<partition>|summary" and "<partition>|w|<size_ms>|<start_ms>" -> the
+  per-partition aggregates, written as small pieces so a change rewrites little
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class Tables:
+    tickets: faust.Table
+    scopes: faust.Table
+    kpi_state: faust.Table
+
+
+def declare_tables(app: faust.App, settings: Settings) -> Tables:
+    def table(name: str, help_text: str) -> faust.Table:
+        return app.Table(
+            name,
+            default=None,
+            key_type=str,
+            value_type=None,
+            partitions=settings.partitions,
+            help=help_text,
+        )
+
+    return Tables(
+        tickets=table("tickets", "Ticket state by ticket_id."),
+        scopes=table("scopes", "Recent event ids of events without a ticket."),
+        kpi_state=table("kpi_state", "Per-partition KPI aggregates."),
+    )
