@@ -26,7 +26,11 @@ def dlq_headers(reason: str, detail: str, topic: str, partition: int, offset: in
     ]
 
 
-def register_agents(app: faust.App, topics: Topics, tables: Tables, runtime: WorkerRuntime) -> None:
+def register_agents(
+    app: faust.App, topics: Topics, tables: Tables, runtime: WorkerRuntime
+) -> dict[str, faust.types.AgentT]:
+    """Attach the agents, the window timer and the rebalance hook; returns the agents."""
+
     @app.agent(topics.helpdesk, name="helpdesk-events")
     async def helpdesk_events(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -80,3 +84,4 @@ def register_agents(app: faust.App, topics: Topics, tables: Tables, runtime: Wor
             return None
 
     runtime.set_highwater_source(highwater)
+    return {"helpdesk": helpdesk_events}

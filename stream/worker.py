@@ -23,7 +23,7 @@ class Worker:
         self.runtime = WorkerRuntime(settings, registry)
         self.topics: Topics = declare_topics(self.app, settings)
         self.tables: Tables = declare_tables(self.app, settings)
-        register_agents(self.app, self.topics, self.tables, self.runtime)
+        self.agents = register_agents(self.app, self.topics, self.tables, self.runtime)
         register_pages(self.app, self.runtime)
 
     def run(self, loglevel: str = "info") -> None:

@@ -1,0 +1,49 @@
+"""The Faust agent in Faust's test context, with the memory store: no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream.settings import Settings
+from stream.worker import Worker
+from tests.conftest import free_port
+from tests.unit.helpers import MINUTE, T0, agent_reply, created, ticket_event
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Worker:
+    settings = Settings(
+        store="memory://", data_dir=tmp_path, live=False, web_port=free_port(), partitions=1
+    )
+    built = Worker(settings)
+    built.app.finalize()
+    built.app.flow_control.resume()
+    return built
+
+
+def test_agent_keeps_ticket_state_and_kpis(worker: Worker) -> None:
+    events = [
+        created("T1", T0, priority="high"),
+        agent_reply("T1", T0 + 2 * MINUTE),
+        created("T2", T0 + MINUTE, queue="technical"),
+        ticket_event("ticket.solved", "T2", T0 + 3 * MINUTE, method="agent"),
+        created("T1", T0, priority="high", event_id="dup-check"),  # a different id: applied
+    ]
+
+    async def run() -> None:
+        async with worker.agents["helpdesk"].test_context() as agent:
+            for event in events:
+                await agent.put(orjson.dumps(event.body), key=event.body["ticket_id"].encode())
+
+    asyncio.run(run())
+    tickets = worker.tables.tickets
+    assert tickets["T1"]["first_response_at_ms"] == T0 + 2 * MINUTE
+    assert tickets["T2"]["status"] == "solved"
+    snapshot = worker.runtime.snapshot()
+    assert snapshot.active == {("billing", "high", "new"): 1}
+    summary = worker.tables.kpi_state["0|summary"]
+    assert summary["active"] == [["billing", "high", "new", 1]]

@@ -1,0 +1,131 @@
+"""A real Kafka broker for the session, started with `kpi kafka up`, and worker processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stream.local.broker import create_topics
+from stream.settings import Settings
+from tests.conftest import free_port
+
+_names = itertools.count(1)
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    state_dir: Path
+
+
+def _kpi(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kpi {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    port, controller = free_port(), free_port()
+    state = tmp_path_factory.mktemp("kafka")
+    args = ["--port", str(port), "--controller-port", str(controller), "--state-dir", str(state)]
+    _kpi("kafka", "up", *args)
+    try:
+        yield Broker(f"127.0.0.1:{port}", state)
+    finally:
+        _kpi("kafka", "down", "--port", str(port), "--state-dir", str(state), timeout=60)
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    settings: Settings
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def isolated_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
+    """Settings of one test: its own topics, consumer group and state directory."""
+    n = next(_names)
+    prefix = f"t{n}-{os.getpid()}"
+    env = {
+        "KPI_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "KPI_APP_ID": f"kpi-test-{prefix}",
+        "KPI_HELPDESK_TOPIC": f"{prefix}.helpdesk.events",
+        "KPI_ORDERS_TOPIC": f"{prefix}.orders.events",
+        "KPI_INDICATORS_TOPIC": f"{prefix}.indicators.external",
+        "KPI_KPI_TOPIC": f"{prefix}.kpi.windows.v1",
+        "KPI_DLQ_TOPIC": f"{prefix}.dlq",
+        "KPI_DATA_DIR": str(tmp_path / "worker"),
+        "KPI_WEB_PORT": str(free_port()),
+    }
+    settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    create_topics(kafka.bootstrap, settings.topic_specs())
+    return env
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[object]:
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], timeout_s: float = 90) -> WorkerProcess:
+        settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        worker = WorkerProcess(process, f"http://127.0.0.1:{settings.web_port}", log_path, settings)
+        started.append(worker)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}:\n{worker.log_tail()}")
+            try:
+                if "kpistream_partitions_owned{" in worker.metrics_text():
+                    return worker
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"worker did not own partitions in {timeout_s} s:\n{worker.log_tail()}")
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,97 @@
+"""The whole per-message path (decode, dedupe, state machine, aggregates, metrics) with
+plain dicts standing in for the Faust tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.runtime import WorkerRuntime
+from stream.settings import Settings
+from tests.unit.helpers import MINUTE, T0, agent_reply, created, ticket_event
+
+
+def raw(event: Any) -> bytes:
+    return orjson.dumps(event.body)
+
+
+@pytest.fixture
+def runtime() -> WorkerRuntime:
+    settings = Settings(live=False, windows=("1m", "1h"), grace="10m", max_queues=2)
+    return WorkerRuntime(settings, CollectorRegistry())
+
+
+def scrape(runtime: WorkerRuntime) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(generate_latest(runtime.registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_stream_through_runtime_updates_gauges_and_histogram(runtime: WorkerRuntime) -> None:
+    tickets: dict[str, Any] = {}
+    scopes: dict[str, Any] = {}
+    first = created("T1", T0, priority="urgent")
+    for event in [first, first, agent_reply("T1", T0 + MINUTE)]:
+        runtime.process_helpdesk(raw(event), 0, tickets, scopes, now_ms=0)
+    result = runtime.process_helpdesk(b"{broken", 0, tickets, scopes, now_ms=0)
+    assert result.rejection is not None
+    assert result.rejection.reason.value == "invalid_json"
+
+    metrics = scrape(runtime)
+    assert metrics["kpistream_tickets_active"] == [
+        ({"queue": "billing", "priority": "urgent", "status": "new"}, 1.0)
+    ]
+    assert metrics["kpistream_events_duplicate_total"][0][1] == 1
+    assert metrics["kpistream_first_response_seconds_sum"] == [
+        ({"queue": "billing", "priority": "urgent"}, 60.0)
+    ]
+    rejected = {l["reason"]: v for l, v in metrics["kpistream_events_rejected_total"]}
+    assert rejected == {"invalid_json": 1.0}
+
+
+def test_state_writes_rebuild_the_partition_after_a_restart(runtime: WorkerRuntime) -> None:
+    tickets: dict[str, Any] = {}
+    scopes: dict[str, Any] = {}
+    kpi_state: dict[str, Any] = {}
+    for event in [created("T1", T0), created("T2", T0), agent_reply("T1", T0 + MINUTE),
+                  ticket_event("ticket.solved", "T2", T0 + 2 * MINUTE, method="agent")]:
+        result = runtime.process_helpdesk(raw(event), 1, tickets, scopes, now_ms=0)
+        kpi_state.update(result.state_writes)
+    restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
+    restarted.load_partitions([1], kpi_state.items())
+    assert restarted.partitions[1].active == runtime.partitions[1].active
+    assert restarted.partitions[1].open_windows.keys() == runtime.partitions[1].open_windows.keys()
+    # The ids live in the ticket table: a re-delivered event is still a duplicate.
+    again = restarted.process_helpdesk(raw(agent_reply("T1", T0 + MINUTE, event_id=tickets["T1"][
+        "seen_event_ids"][1])), 1, tickets, scopes, now_ms=0)
+    assert again.duplicate
+
+
+def test_queues_beyond_the_limit_are_reported_as_other(runtime: WorkerRuntime) -> None:
+    tickets: dict[str, Any] = {}
+    for i, queue in enumerate(["a", "b", "c", "d"]):
+        runtime.process_helpdesk(raw(created(f"T{i}", T0, queue=queue)), 0, tickets, {}, 0)
+    metrics = scrape(runtime)
+    queues = {l["queue"]: v for l, v in metrics["kpistream_tickets_active"]}
+    assert queues == {"a": 1.0, "b": 1.0, "other": 2.0}
+    overflow = metrics["kpistream_label_overflow_total"]
+    assert overflow == [({"label": "queue"}, 2.0)]
+
+
+def test_agent_shift_duplicates_are_dropped_within_the_agent_scope(
+    runtime: WorkerRuntime,
+) -> None:
+    shift = {"event_id": "s1", "type": "agent.shift", "occurred_at": "2026-11-24T09:00:00Z",
+             "agent_id": "a-1", "state": "on"}
+    scopes: dict[str, Any] = {}
+    first = runtime.process_helpdesk(orjson.dumps(shift), 0, {}, scopes, now_ms=0)
+    second = runtime.process_helpdesk(orjson.dumps(shift), 0, {}, scopes, now_ms=0)
+    assert not first.duplicate and first.event is not None
+    assert second.duplicate
+    assert scopes == {"agent:a-1": ["s1"]}
