@@ -28,7 +28,7 @@ def dlq_headers(reason: str, detail: str, topic: str, partition: int, offset: in
 
 def register_agents(
     app: faust.App, topics: Topics, tables: Tables, runtime: WorkerRuntime
-) -> dict[str, faust.types.AgentT]:
+) -> dict[str, faust.types.AgentT[Any]]:
     """Attach the agents, the window timer and the rebalance hook; returns the agents."""
 
     @app.agent(topics.helpdesk, name="helpdesk-events")
@@ -67,8 +67,8 @@ def register_agents(
     async def close_windows() -> None:
         runtime.close_windows()
 
-    @app.on_rebalance_complete.connect
-    async def reload_partitions(sender: Any = None, **kwargs: Any) -> None:
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
+    async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
         actives = [
             tp.partition
             for tp in app.assignor.assigned_actives()

@@ -53,7 +53,8 @@ def simulate(
     rate: Annotated[float, typer.Option(help="mean events per second (help desk + orders)")] = 20.0,
     seed: Annotated[int, typer.Option(help="same seed, same stream")] = 42,
     duration: Annotated[
-        str | None, typer.Option(help="event-time span to generate, e.g. 10m, 2h, 7d; none = endless")
+        str | None,
+        typer.Option(help="event-time span to generate, e.g. 10m, 2h, 7d; none = endless"),
     ] = None,
     start: Annotated[
         str, typer.Option(help="event time of the first event: 'now' or RFC 3339")
@@ -72,7 +73,8 @@ def simulate(
 ) -> None:
     """Produce realistic, seeded help-desk and order traffic to Kafka or a JSONL file."""
     from stream.local.feed import feed_to_file, feed_to_kafka
-    from stream.local.simulator import SimConfig, simulate as generate
+    from stream.local.simulator import SimConfig
+    from stream.local.simulator import simulate as generate
 
     settings = _settings()
     start_ms = int(time.time() * 1000) if start == "now" else parse_rfc3339_ms(start)
@@ -112,7 +114,8 @@ def demo(
     """The main job: local Kafka broker, topics, worker, a realistic feed. Ctrl-C stops all."""
     from stream.local.broker import LocalBroker, create_topics
     from stream.local.feed import feed_to_kafka
-    from stream.local.simulator import SimConfig, simulate as generate
+    from stream.local.simulator import SimConfig
+    from stream.local.simulator import simulate as generate
 
     os.environ.setdefault("KPI_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
     settings = _settings()
@@ -166,7 +169,9 @@ def demo(
         console.print("[green]ready[/green]: tickets are being counted; watch the metrics URL")
         while worker_proc.poll() is None:
             time.sleep(1)
-        console.print(f"[red]the worker exited with {worker_proc.returncode}[/red]; see .kpi/worker.log")
+        console.print(
+            f"[red]the worker exited with {worker_proc.returncode}[/red]; see .kpi/worker.log"
+        )
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
@@ -185,7 +190,9 @@ def demo(
         console.print("stopped")
 
 
-def _wait_for_metrics(url: str, worker_proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+def _wait_for_metrics(
+    url: str, worker_proc: subprocess.Popen[bytes], timeout_s: float = 180
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and worker_proc.poll() is None:
         try:

@@ -84,9 +84,7 @@ class WorkerRuntime:
             relative_accuracy=self.settings.sketch_relative_accuracy,
         )
 
-    def load_partitions(
-        self, active: Iterable[int], state: Iterable[tuple[str, Any]]
-    ) -> None:
+    def load_partitions(self, active: Iterable[int], state: Iterable[tuple[str, Any]]) -> None:
         """Rebuild the in-memory aggregates of the active partitions from table state.
 
         Called when a rebalance completes (after changelog recovery), so the gauges are
@@ -188,7 +186,9 @@ class WorkerRuntime:
     def _seen_in_scope(self, event: Event, scopes: MutableMapping[str, Any]) -> bool:
         body = event.body
         scope = (
-            f"agent:{body['agent_id']}" if body.get("agent_id") else f"customer:{body.get('customer_id')}"
+            f"agent:{body['agent_id']}"
+            if body.get("agent_id")
+            else f"customer:{body.get('customer_id')}"
         )
         seen: list[str] = list(scopes.get(scope) or [])
         if event.event_id in seen:

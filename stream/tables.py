@@ -9,21 +9,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
+from faust.types import TableT
 
 from stream.settings import Settings
 
 
 @dataclass(frozen=True)
 class Tables:
-    tickets: faust.Table
-    scopes: faust.Table
-    kpi_state: faust.Table
+    tickets: TableT[str, Any]
+    scopes: TableT[str, Any]
+    kpi_state: TableT[str, Any]
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
-    def table(name: str, help_text: str) -> faust.Table:
+    def table(name: str, help_text: str) -> TableT[str, Any]:
         return app.Table(
             name,
             default=None,

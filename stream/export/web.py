@@ -47,17 +47,17 @@ def snapshot_json(snap: KpiSnapshot) -> dict[str, Any]:
 
 def register_pages(app: faust.App, runtime: WorkerRuntime) -> None:
     @app.page("/metrics")
-    async def metrics(view: Any, request: Any) -> aioweb.Response:
+    async def metrics(view: Any, request: Any) -> Any:
         return aioweb.Response(
             body=generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     @app.page("/health")
-    async def health(view: Any, request: Any) -> aioweb.Response:
+    async def health(view: Any, request: Any) -> Any:
         body = {"status": "ok", "partitions": sorted(runtime.partitions)}
         return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
 
     @app.page("/api/v1/kpis")
-    async def kpis(view: Any, request: Any) -> aioweb.Response:
+    async def kpis(view: Any, request: Any) -> Any:
         body = orjson.dumps(snapshot_json(runtime.snapshot()))
         return aioweb.Response(body=body, content_type="application/json")

@@ -81,8 +81,10 @@ class PartitionKpis:
         changed: set[WindowId] = set()
         for size in self.window_sizes_ms:
             start = window_start_ms(response.responded_at_ms, size)
-            if watermark is not None and is_closed(start, size, watermark) and (
-                (size, start) not in self.open_windows
+            if (
+                watermark is not None
+                and is_closed(start, size, watermark)
+                and ((size, start) not in self.open_windows)
             ):
                 self.late_first_responses_total += 1
                 continue

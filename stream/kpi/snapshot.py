@@ -63,9 +63,7 @@ def build_snapshot(
     windows: dict[int, WindowSummary] = {}
     sizes = {size for kpis in parts.values() for size in kpis.window_sizes_ms}
     for size in sorted(sizes):
-        through = [
-            t for kpis in parts.values() if (t := kpis.closed_through_ms(size)) is not None
-        ]
+        through = [t for kpis in parts.values() if (t := kpis.closed_through_ms(size)) is not None]
         if not through:
             continue
         start = min(through)

@@ -97,8 +97,14 @@ def known_stream() -> list[tuple[int, bytes]]:
         orjson.dumps({**t5, "event_id": "m3", "priority": "critical"}),
         orjson.dumps({**ev("m4", "survey.csat", "T5", T0), "score": 9}),
         orjson.dumps(
-            {"event_id": "m5", "type": "order.placed", "occurred_at": "2026-11-24T09:00:00Z",
-             "order_id": "O1", "customer_id": "c1", "channel": "web"}
+            {
+                "event_id": "m5",
+                "type": "order.placed",
+                "occurred_at": "2026-11-24T09:00:00Z",
+                "order_id": "O1",
+                "customer_id": "c1",
+                "channel": "web",
+            }
         ),
     ]
     stream: list[tuple[int, bytes]] = []
@@ -187,25 +193,34 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
 
     # Every message accounted for: valid + duplicate + rejected = produced.
     assert total(metrics, "kpistream_events_duplicate_total") == 2
-    rejected = {labels["reason"]: value for labels, value in
-                metrics["kpistream_events_rejected_total"]}
+    rejected = {
+        labels["reason"]: value for labels, value in metrics["kpistream_events_rejected_total"]
+    }
     assert rejected == EXPECTED_REJECTED
     assert total(metrics, "kpistream_events_total") == len(stream) - 2 - 8
 
     # H1: exact active tickets.
-    active = {(l["queue"], l["priority"], l["status"]): v
-              for l, v in metrics["kpistream_tickets_active"]}
+    active = {
+        (lab["queue"], lab["priority"], lab["status"]): v
+        for lab, v in metrics["kpistream_tickets_active"]
+    }
     assert active == EXPECTED_ACTIVE
 
     # H2 histogram: one observation per ticket, in the right bucket.
-    counts = {(l["queue"], l["priority"]): v
-              for l, v in metrics["kpistream_first_response_seconds_count"]}
-    sums = {(l["queue"], l["priority"]): v
-            for l, v in metrics["kpistream_first_response_seconds_sum"]}
+    counts = {
+        (lab["queue"], lab["priority"]): v
+        for lab, v in metrics["kpistream_first_response_seconds_count"]
+    }
+    sums = {
+        (lab["queue"], lab["priority"]): v
+        for lab, v in metrics["kpistream_first_response_seconds_sum"]
+    }
     assert counts == {dims: 1.0 for dims in EXPECTED_FIRST_RESPONSES}
     assert sums == EXPECTED_FIRST_RESPONSES
-    buckets = {(l["queue"], l["priority"], l["le"]): v
-               for l, v in metrics["kpistream_first_response_seconds_bucket"]}
+    buckets = {
+        (lab["queue"], lab["priority"], lab["le"]): v
+        for lab, v in metrics["kpistream_first_response_seconds_bucket"]
+    }
     assert buckets[("billing", "urgent", "60.0")] == 0
     assert buckets[("billing", "urgent", "300.0")] == 1
     assert buckets[("technical", "high", "300.0")] == 1  # le is inclusive
@@ -215,17 +230,23 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
 
     # H2 windows: the newest hour closed on every partition is 09:00-10:00; it holds
     # the 90 s, 300 s and 20 s responses (T3's came at 10:00:30, in the next hour).
-    ends = {l["window"]: v for l, v in
-            metrics["kpistream_first_response_window_end_timestamp_seconds"]}
+    ends = {
+        lab["window"]: v
+        for lab, v in metrics["kpistream_first_response_window_end_timestamp_seconds"]
+    }
     assert ends["1h"] == (T0 + 3600 * S) / 1000
-    overall = {(l["window"], l["quantile"]): v
-               for l, v in metrics["kpistream_first_response_window_all_seconds"]}
+    overall = {
+        (lab["window"], lab["quantile"]): v
+        for lab, v in metrics["kpistream_first_response_window_all_seconds"]
+    }
     hour_values = [90.0, 300.0, 20.0]
     for q in ("0.5", "0.9", "0.99"):
         expected = exact_quantile(hour_values, float(q))
         assert overall[("1h", q)] == pytest.approx(expected, rel=0.01)
-    per_dims = {(l["window"], l["queue"], l["priority"]): v
-                for l, v in metrics["kpistream_first_response_window_responses"]}
+    per_dims = {
+        (lab["window"], lab["queue"], lab["priority"]): v
+        for lab, v in metrics["kpistream_first_response_window_responses"]
+    }
     assert {k: v for k, v in per_dims.items() if k[0] == "1h"} == {
         ("1h", "billing", "urgent"): 1,
         ("1h", "technical", "high"): 1,
@@ -235,21 +256,26 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     # Pipeline health.
     assert total(metrics, "kpistream_partitions_owned") == 3
     assert total(metrics, "kpistream_consumer_lag_records") == 0
-    newest = {l["topic"]: v for l, v in metrics["kpistream_last_event_timestamp_seconds"]}
+    newest = {lab["topic"]: v for lab, v in metrics["kpistream_last_event_timestamp_seconds"]}
     assert newest[env["KPI_HELPDESK_TOPIC"]] == (T0 + 2 * 3600 * S) / 1000
 
     # The exposition passes Prometheus' own lint.
     promtool = require_tool("promtool")
     lint = subprocess.run(
-        [promtool, "check", "metrics"], input=worker.metrics_text(), capture_output=True,
-        text=True, check=False,
+        [promtool, "check", "metrics"],
+        input=worker.metrics_text(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
     # Every bad message is in the DLQ with its reason and origin.
     consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-        consumer_timeout_ms=5000, enable_auto_commit=False,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
     )
     consumer.assign([TopicPartition(env["KPI_DLQ_TOPIC"], 0)])
     dead = [(dict(r.headers), r.value) for r in consumer]

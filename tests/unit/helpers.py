@@ -27,10 +27,16 @@ def ticket_event(kind: str, ticket_id: str, at_ms: int, **fields: Any) -> Event:
     return Event(event_id, kind, at_ms, body)
 
 
-def created(ticket_id: str, at_ms: int, priority: str = "normal", queue: str = "billing",
-            **fields: Any) -> Event:
+def created(
+    ticket_id: str, at_ms: int, priority: str = "normal", queue: str = "billing", **fields: Any
+) -> Event:
     return ticket_event(
-        "ticket.created", ticket_id, at_ms, queue=queue, priority=priority, channel="email",
+        "ticket.created",
+        ticket_id,
+        at_ms,
+        queue=queue,
+        priority=priority,
+        channel="email",
         **fields,
     )
 

@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 from stream.kpi.partition import PartitionKpis
 from stream.kpi.snapshot import build_snapshot
 from stream.kpi.tickets import FirstResponse, TicketOutcome, TicketState, apply_ticket_event
-
 from tests.unit.helpers import MINUTE, T0, agent_reply, created, ticket_event
 
 GRACE = 10 * MINUTE
@@ -61,8 +60,9 @@ def test_persisted_pieces_rebuild_the_same_partition() -> None:
     part = kpis()
     state = None
     for event in [created("T1", T0), agent_reply("T1", T0 + MINUTE), created("T2", T0)]:
-        outcome = apply_ticket_event(state if event.body["ticket_id"] == "T1" else None, event,
-                                     lambda q: q)
+        outcome = apply_ticket_event(
+            state if event.body["ticket_id"] == "T1" else None, event, lambda q: q
+        )
         if event.body["ticket_id"] == "T1":
             state = outcome.state
         part.apply(outcome, event.occurred_at_ms, wall_ms=0)
@@ -77,8 +77,11 @@ def test_persisted_pieces_rebuild_the_same_partition() -> None:
     assert copy.open_windows.keys() == part.open_windows.keys()
 
 
-@given(st.lists(st.sampled_from(["new", "open", "pending", "on_hold", "solved", "closed"]),
-                max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(["new", "open", "pending", "on_hold", "solved", "closed"]), max_size=30
+    )
+)
 def test_active_count_is_one_while_open_and_zero_after(statuses: list[str]) -> None:
     part = kpis()
     state = apply_ticket_event(None, created("T1", T0), lambda q: q)

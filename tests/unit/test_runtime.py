@@ -51,7 +51,7 @@ def test_stream_through_runtime_updates_gauges_and_histogram(runtime: WorkerRunt
     assert metrics["kpistream_first_response_seconds_sum"] == [
         ({"queue": "billing", "priority": "urgent"}, 60.0)
     ]
-    rejected = {l["reason"]: v for l, v in metrics["kpistream_events_rejected_total"]}
+    rejected = {lab["reason"]: v for lab, v in metrics["kpistream_events_rejected_total"]}
     assert rejected == {"invalid_json": 1.0}
 
 
@@ -59,8 +59,12 @@ def test_state_writes_rebuild_the_partition_after_a_restart(runtime: WorkerRunti
     tickets: dict[str, Any] = {}
     scopes: dict[str, Any] = {}
     kpi_state: dict[str, Any] = {}
-    for event in [created("T1", T0), created("T2", T0), agent_reply("T1", T0 + MINUTE),
-                  ticket_event("ticket.solved", "T2", T0 + 2 * MINUTE, method="agent")]:
+    for event in [
+        created("T1", T0),
+        created("T2", T0),
+        agent_reply("T1", T0 + MINUTE),
+        ticket_event("ticket.solved", "T2", T0 + 2 * MINUTE, method="agent"),
+    ]:
         result = runtime.process_helpdesk(raw(event), 1, tickets, scopes, now_ms=0)
         kpi_state.update(result.state_writes)
     restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
@@ -68,8 +72,13 @@ def test_state_writes_rebuild_the_partition_after_a_restart(runtime: WorkerRunti
     assert restarted.partitions[1].active == runtime.partitions[1].active
     assert restarted.partitions[1].open_windows.keys() == runtime.partitions[1].open_windows.keys()
     # The ids live in the ticket table: a re-delivered event is still a duplicate.
-    again = restarted.process_helpdesk(raw(agent_reply("T1", T0 + MINUTE, event_id=tickets["T1"][
-        "seen_event_ids"][1])), 1, tickets, scopes, now_ms=0)
+    again = restarted.process_helpdesk(
+        raw(agent_reply("T1", T0 + MINUTE, event_id=tickets["T1"]["seen_event_ids"][1])),
+        1,
+        tickets,
+        scopes,
+        now_ms=0,
+    )
     assert again.duplicate
 
 
@@ -78,7 +87,7 @@ def test_queues_beyond_the_limit_are_reported_as_other(runtime: WorkerRuntime) -
     for i, queue in enumerate(["a", "b", "c", "d"]):
         runtime.process_helpdesk(raw(created(f"T{i}", T0, queue=queue)), 0, tickets, {}, 0)
     metrics = scrape(runtime)
-    queues = {l["queue"]: v for l, v in metrics["kpistream_tickets_active"]}
+    queues = {lab["queue"]: v for lab, v in metrics["kpistream_tickets_active"]}
     assert queues == {"a": 1.0, "b": 1.0, "other": 2.0}
     overflow = metrics["kpistream_label_overflow_total"]
     assert overflow == [({"label": "queue"}, 2.0)]
@@ -87,11 +96,17 @@ def test_queues_beyond_the_limit_are_reported_as_other(runtime: WorkerRuntime) -
 def test_agent_shift_duplicates_are_dropped_within_the_agent_scope(
     runtime: WorkerRuntime,
 ) -> None:
-    shift = {"event_id": "s1", "type": "agent.shift", "occurred_at": "2026-11-24T09:00:00Z",
-             "agent_id": "a-1", "state": "on"}
+    shift = {
+        "event_id": "s1",
+        "type": "agent.shift",
+        "occurred_at": "2026-11-24T09:00:00Z",
+        "agent_id": "a-1",
+        "state": "on",
+    }
     scopes: dict[str, Any] = {}
     first = runtime.process_helpdesk(orjson.dumps(shift), 0, {}, scopes, now_ms=0)
     second = runtime.process_helpdesk(orjson.dumps(shift), 0, {}, scopes, now_ms=0)
-    assert not first.duplicate and first.event is not None
+    assert not first.duplicate
+    assert first.event is not None
     assert second.duplicate
     assert scopes == {"agent:a-1": ["s1"]}

@@ -1,5 +1,4 @@
 from stream.kpi.tickets import TicketState, apply_ticket_event
-
 from tests.unit.helpers import HOUR, MINUTE, T0, agent_reply, created, ticket_event
 
 
@@ -60,7 +59,8 @@ def test_events_before_creation_are_replayed_when_it_arrives() -> None:
     reply = agent_reply("T1", T0 + 5 * MINUTE)
     pending = ticket_event("ticket.status_changed", "T1", T0 + 6 * MINUTE, status="pending")
     state, outcomes = run([reply, pending, created("T1", T0, priority="urgent")])
-    assert outcomes[0].buffered and outcomes[1].buffered
+    assert outcomes[0].buffered
+    assert outcomes[1].buffered
     assert outcomes[0].active_moves == []
     last = outcomes[2]
     assert [r.latency_ms for r in last.first_responses] == [5 * MINUTE]
