@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -66,12 +67,13 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
 
     # --- KPI semantics ---
-    windows: tuple[str, ...] = Field(
+    # NoDecode: a list comes from the environment as "1m,1h", not as JSON.
+    windows: Annotated[tuple[str, ...], NoDecode] = Field(
         ("1m", "1h"), description="tumbling window sizes of the windowed KPIs"
     )
     grace: str = Field("10m", description="how long after its end a window accepts late events")
     sketch_relative_accuracy: float = Field(0.01, gt=0.0, lt=0.5)
-    queues: tuple[str, ...] = Field(
+    queues: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="queue label values; others are reported as 'other'"
     )
     max_queues: int = Field(
