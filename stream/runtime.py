@@ -18,7 +18,7 @@ from stream.codec import HELPDESK_TYPES, Decoder, Rejection
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
-from stream.kpi.partition import PartitionKpis, WindowId
+from stream.kpi.partition import PartitionKpis, PieceId
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
 from stream.kpi.tickets import TicketState, apply_ticket_event
 from stream.settings import Settings
@@ -32,8 +32,17 @@ def summary_key(partition: int) -> str:
     return f"{partition}|summary"
 
 
-def window_key(partition: int, window: WindowId) -> str:
-    return f"{partition}|w|{window[0]}|{window[1]}"
+def piece_key(partition: int, piece: PieceId) -> str:
+    size, start, (queue, priority) = piece
+    return f"{partition}|w|{size}|{start}|{queue}|{priority}"
+
+
+def parse_piece_key(rest: str) -> PieceId:
+    """The inverse of piece_key without its partition: 'w|size|start|queue|priority'."""
+    _, size, start, remainder = rest.split("|", 3)
+    # Priorities are an enum without '|'; a queue name may contain one.
+    queue, priority = remainder.rsplit("|", 1)
+    return int(size), int(start), (queue, priority)
 
 
 def wall_ms() -> int:
@@ -102,8 +111,7 @@ class WorkerRuntime:
             if rest == "summary":
                 kpis.load_summary(value)
             elif rest.startswith("w|"):
-                _, size, start = rest.split("|")
-                kpis.load_window((int(size), int(start)), value)
+                kpis.load_piece(parse_piece_key(rest), value)
         self.partitions = rebuilt
         self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
 
@@ -158,8 +166,8 @@ class WorkerRuntime:
                     )
                 if outcome.active_moves:
                     result.state_writes[summary_key(partition)] = kpis.summary_dict()
-                for window in changed:
-                    result.state_writes[window_key(partition, window)] = kpis.window_dict(window)
+                for piece in changed:
+                    result.state_writes[piece_key(partition, piece)] = kpis.piece_dict(piece)
                 if (
                     not was_created
                     and outcome.state.created
@@ -204,8 +212,9 @@ class WorkerRuntime:
         closed = 0
         for number, kpis in self.partitions.items():
             for window in kpis.close_windows(clock):
-                self.pending_deletes.setdefault(number, set()).add(
-                    window_key(number, (window.size_ms, window.start_ms))
+                self.pending_deletes.setdefault(number, set()).update(
+                    piece_key(number, (window.size_ms, window.start_ms, dims))
+                    for dims in window.sketches
                 )
                 closed += 1
         return closed

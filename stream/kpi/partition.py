@@ -22,6 +22,9 @@ from stream.kpi.windows import is_closed, window_end_ms, window_start_ms
 Dims = tuple[str, str]
 # (size_ms, start_ms) of a window
 WindowId = tuple[int, int]
+# One sketch of one window: (size_ms, start_ms, (queue, priority)). The unit of
+# persistence, so a first response rewrites one small sketch, not a whole window.
+PieceId = tuple[int, int, Dims]
 
 # Closed windows kept in memory per size, so every partition of a worker can be
 # merged on a common window even when their watermarks differ a little.
@@ -56,8 +59,8 @@ class PartitionKpis:
     closed_watermark_ms: int | None = None
 
     # --- applying ticket outcomes ---------------------------------------------------
-    def apply(self, outcome: TicketOutcome, event_time_ms: int, wall_ms: int) -> set[WindowId]:
-        """Fold one ticket outcome in; returns the windows whose state changed."""
+    def apply(self, outcome: TicketOutcome, event_time_ms: int, wall_ms: int) -> set[PieceId]:
+        """Fold one ticket outcome in; returns the window sketches that changed."""
         self.max_event_ms = (
             event_time_ms if self.max_event_ms is None else max(self.max_event_ms, event_time_ms)
         )
@@ -66,19 +69,20 @@ class PartitionKpis:
             self.active[key] += delta
             if self.active[key] <= 0:
                 del self.active[key]
-        changed: set[WindowId] = set()
+        changed: set[PieceId] = set()
         for response in outcome.first_responses:
             changed |= self.add_first_response(response)
         return changed
 
-    def add_first_response(self, response: FirstResponse) -> set[WindowId]:
+    def add_first_response(self, response: FirstResponse) -> set[PieceId]:
         """Add a latency to the open window of every size that holds its time.
 
         A response whose window has already closed is late: it is counted, and the
         caller still observes it in the live histogram, but closed windows stay closed.
         """
         watermark = self.event_watermark_ms()
-        changed: set[WindowId] = set()
+        changed: set[PieceId] = set()
+        dims_key = (response.queue, response.priority)
         for size in self.window_sizes_ms:
             start = window_start_ms(response.responded_at_ms, size)
             if (
@@ -89,13 +93,11 @@ class PartitionKpis:
                 self.late_first_responses_total += 1
                 continue
             dims = self.open_windows.setdefault((size, start), {})
-            sketch = dims.get((response.queue, response.priority))
+            sketch = dims.get(dims_key)
             if sketch is None:
-                sketch = dims[(response.queue, response.priority)] = QuantileSketch(
-                    self.relative_accuracy
-                )
+                sketch = dims[dims_key] = QuantileSketch(self.relative_accuracy)
             sketch.add(response.latency_ms / 1000.0)
-            changed.add((size, start))
+            changed.add((size, start, dims_key))
         return changed
 
     # --- time ---------------------------------------------------------------------
@@ -148,7 +150,7 @@ class PartitionKpis:
     # --- persistence ----------------------------------------------------------------
     def summary_dict(self) -> dict[str, Any]:
         return {
-            "active": [[*key, n] for key, n in sorted(self.active.items())],
+            "active": [[*key, n] for key, n in self.active.items()],
             "max_event_ms": self.max_event_ms,
             "late_first_responses_total": self.late_first_responses_total,
         }
@@ -158,16 +160,12 @@ class PartitionKpis:
         self.max_event_ms = data.get("max_event_ms")
         self.late_first_responses_total = data.get("late_first_responses_total", 0)
 
-    def window_dict(self, window: WindowId) -> dict[str, Any] | None:
-        """The persisted form of an open window, None once it has closed."""
-        dims = self.open_windows.get(window)
-        if dims is None:
-            return None
-        return {f"{q}\x1f{p}": sketch.to_dict() for (q, p), sketch in sorted(dims.items())}
+    def piece_dict(self, piece: PieceId) -> dict[str, Any] | None:
+        """The persisted form of one open window sketch, None once its window closed."""
+        size, start, dims = piece
+        sketch = self.open_windows.get((size, start), {}).get(dims)
+        return None if sketch is None else sketch.to_dict()
 
-    def load_window(self, window: WindowId, data: dict[str, Any]) -> None:
-        dims: dict[Dims, QuantileSketch] = {}
-        for key, sketch in data.items():
-            queue, priority = key.split("\x1f", 1)
-            dims[(queue, priority)] = QuantileSketch.from_dict(sketch)
-        self.open_windows[window] = dims
+    def load_piece(self, piece: PieceId, data: dict[str, Any]) -> None:
+        size, start, dims = piece
+        self.open_windows.setdefault((size, start), {})[dims] = QuantileSketch.from_dict(data)

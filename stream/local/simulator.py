@@ -37,12 +37,12 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
-from operator import itemgetter
 from typing import Any, Literal
 
 import orjson
@@ -91,8 +91,8 @@ CANCEL_REASONS = ("customer_request", "out_of_stock", "payment_failed")
 # per ticket arrival, including the self-service sessions, the tickets they open and the
 # agent shifts that come with the ticket rate; per order arrival, including notices and
 # the tickets opened by customers asking about a delayed order.
-EVENTS_PER_TICKET = 13.9
-EVENTS_PER_ORDER = 7.0
+EVENTS_PER_TICKET = 12.1
+EVENTS_PER_ORDER = 6.3
 DEFAULT_ORDERS_PER_TICKET = 2.0
 
 Topic = Literal["helpdesk", "orders"]
@@ -196,15 +196,26 @@ def _fmt(t_ms: int) -> str:
 
 
 # --- the engine ----------------------------------------------------------------------
+#
+# The heap holds plain tuples (time, seq, code, a, b, c), ordered by time then by the
+# order they were pushed:
+#   _EVT   a=topic, b=key, c=(type, fields)   a planned event, materialised when popped
+#   _MSG   a=SimMessage                        a finished message (late or duplicate)
+#   _PROC  a=generator                         an arrival process; next() handles the
+#                                              arrival and yields its next wake-up time
+#   _AFTER_SOLVE / _SHIP  a=args tuple         the next phase of a ticket / an order
+# Lifecycles are planned phase by phase and pushed as plain tuples rather than kept as
+# generators: the tuples hold only strings, numbers and untracked dicts, so the cyclic
+# garbage collector stops scanning them, which keeps the generator fast at a million
+# tickets in flight.
 
-# A process yields items (t_ms, topic, key, type, fields) for events, or
-# (t_ms, _SPAWN, None, child_process, None) to start another process at t_ms.
-Item = tuple[float, Any, Any, Any, Any]
-Process = Generator[Item, None, None]
+Process = Generator[float, None, None]
 
-_SPAWN = object()
-_PROC = 0
+_EVT = 0
 _MSG = 1
+_PROC = 2
+_AFTER_SOLVE = 3
+_SHIP = 4
 _MALFORMED_KINDS = 8
 
 
@@ -221,7 +232,8 @@ class _Engine:
         self.end: float | None = (
             None if config.duration_ms is None else config.start_ms + config.duration_ms
         )
-        self.heap: list[tuple[float, int, int, Any, Any]] = []
+        self.now = float(config.start_ms)
+        self.heap: list[tuple[float, int, int, Any, Any, Any]] = []
         self.seq = 0
         self.n_event = {"helpdesk": 0, "orders": 0}
         self.n_ticket = 0
@@ -230,12 +242,13 @@ class _Engine:
         self.bad_cursor = self.rng.randrange(_MALFORMED_KINDS)
         self.n_customers = max(500, int((config.tickets_per_hour + config.orders_per_hour) * 24))
         self.recent_contacts: deque[str] = deque(maxlen=2000)
-        self.n_agents = max(4, math.ceil(config.tickets_per_hour / 6.0))
+        self.n_agents = min(5000, max(4, math.ceil(config.tickets_per_hour / 6.0)))
         self.agents = [f"A-{i:04d}" for i in range(self.n_agents)]
         self.on_duty: list[str] = []
-        queues = config.queues
-        self.queues = queues
-        self.queue_cum = list(accumulate(_QUEUE_WEIGHT.get(q, _OTHER_QUEUE_WEIGHT) for q in queues))
+        self.queues = config.queues
+        self.queue_cum = list(
+            accumulate(_QUEUE_WEIGHT.get(q, _OTHER_QUEUE_WEIGHT) for q in config.queues)
+        )
         self.prio_cum = list(accumulate(PRIORITY_WEIGHTS))
         self.chan_cum = list(accumulate(CHANNEL_WEIGHTS))
         self.subj_cum = list(accumulate(SUBJECT_WEIGHTS))
@@ -246,8 +259,25 @@ class _Engine:
 
     # -- helpers --
 
+    def _push(self, t: float, code: int, a: Any, b: Any = None, c: Any = None) -> None:
+        if self.end is not None and t >= self.end and code != _MSG:
+            return
+        if t < self.now:
+            t = self.now
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, code, a, b, c))
+
+    def _hd(self, t: float, key: bytes, typ: str, fields: dict[str, Any]) -> None:
+        self._push(t, _EVT, "helpdesk", key, (typ, fields))
+
+    def _od(self, t: float, key: bytes, typ: str, fields: dict[str, Any]) -> None:
+        self._push(t, _EVT, "orders", key, (typ, fields))
+
     def _pick(self, values: tuple[str, ...], cum: list[float]) -> str:
-        return self.rng.choices(values, cum_weights=cum)[0]
+        # bisect on cumulative weights; what random.choices does, without its overhead
+        x = self.rng.random() * cum[-1]
+        i = bisect_right(cum, x)
+        return values[min(i, len(values) - 1)]
 
     def _lognormal(self, median: float, sigma: float) -> float:
         return median * math.exp(self.rng.gauss(0.0, sigma))
@@ -258,7 +288,7 @@ class _Engine:
 
     def _agent(self) -> str:
         pool = self.on_duty or self.agents
-        return pool[self.rng.randrange(len(pool))]
+        return pool[int(self.rng.random() * len(pool))]
 
     def _new_ticket_id(self) -> str:
         self.n_ticket += 1
@@ -286,22 +316,29 @@ class _Engine:
             if not daily or rng.random() * peak < day_curve(t):
                 yield t
 
-    # -- processes: ticket arrivals, self-service, shifts, orders --
+    # -- arrival processes: each yields its next wake-up time, then handles it --
 
     def ticket_arrivals(self) -> Process:
         for t in self._arrivals(self.cfg.tickets_per_hour):
-            yield (t, _SPAWN, None, self.ticket_life(t, self._new_ticket_id()), None)
+            yield t
+            self._ticket(t, self._new_ticket_id())
+
+    def order_arrivals(self) -> Process:
+        for t in self._arrivals(self.cfg.orders_per_hour):
+            yield t
+            self._order(t)
 
     def session_arrivals(self) -> Process:
+        """Self-service sessions without a ticket; some fail and become one."""
         rng = self.rng
         for t in self._arrivals(self.cfg.tickets_per_hour * 0.4):
+            yield t
             customer = self._customer()
             succeeded = rng.random() < 0.6
             screens = 1 + int(self._lognormal(2.5 if succeeded else 4.5, 0.6))
             clicks = screens + int(screens * rng.random() * 2.0)
-            yield (
+            self._hd(
                 t,
-                "helpdesk",
                 customer.encode(),
                 "selfservice.session",
                 {
@@ -314,57 +351,42 @@ class _Engine:
             if not succeeded and rng.random() < 0.35:
                 at = t + rng.uniform(1 * MIN, 15 * MIN) * self.scale
                 channel = "self_service" if rng.random() < 0.6 else "web"
-                life = self.ticket_life(at, self._new_ticket_id(), customer, channel=channel)
-                yield (at, _SPAWN, None, life, None)
+                self._ticket(at, self._new_ticket_id(), customer, channel=channel)
 
     def shifts(self) -> Process:
-        """Agents on and off: hourly, staffing follows the day curve; shifts last <= 8 h."""
+        """Agents on and off, hourly; staffing follows the day curve; shifts last <= 8 h."""
         rng = self.rng
         daily = self.cfg.daily_cycle
         since: dict[str, float] = {}
+        off = list(self.agents)
+        rng.shuffle(off)
         t = float(self.cfg.start_ms)
         first = True
         while True:
+            yield t
             level = day_curve(t) / _DAY_MAX if daily else 0.6
             target = max(2, round(self.n_agents * 0.85 * level))
-            changes: list[tuple[float, str, str]] = []
             on = self.on_duty
-            for agent in [a for a in on if t - since[a] >= 8 * HOUR]:
-                on.remove(agent)
+            changes: list[tuple[float, str, str]] = []
+            # `on` is kept in shift-start order, so the longest on duty come first
+            while on and (t - since[on[0]] >= 8 * HOUR or len(on) > target):
+                agent = on.pop(0)
                 del since[agent]
+                off.insert(int(rng.random() * (len(off) + 1)), agent)
                 changes.append((t + rng.uniform(0, 10 * MIN), agent, "off"))
-            off = [a for a in self.agents if a not in since]
-            rng.shuffle(off)
             while len(on) < target and off:
-                agent = off.pop()
+                agent = off.pop(0)
                 on.append(agent)
                 since[agent] = t
-                offset = 0.0 if first else rng.uniform(0, 10 * MIN)
-                changes.append((t + offset, agent, "on"))
-            while len(on) > target:
-                agent = min(on, key=since.__getitem__)
-                on.remove(agent)
-                del since[agent]
-                changes.append((t + rng.uniform(0, 10 * MIN), agent, "off"))
-            changes.sort(key=itemgetter(0))
+                changes.append((t + (0.0 if first else rng.uniform(0, 10 * MIN)), agent, "on"))
             for at, agent, state in changes:
-                yield (
-                    at,
-                    "helpdesk",
-                    agent.encode(),
-                    "agent.shift",
-                    {"agent_id": agent, "state": state},
-                )
+                self._hd(at, agent.encode(), "agent.shift", {"agent_id": agent, "state": state})
             first = False
             t = (t // HOUR + 1) * HOUR
 
-    def order_arrivals(self) -> Process:
-        for t in self._arrivals(self.cfg.orders_per_hour):
-            yield (t, _SPAWN, None, self.order_life(t), None)
-
     # -- a ticket's life --
 
-    def ticket_life(
+    def _ticket(
         self,
         t0: float,
         ticket_id: str,
@@ -373,9 +395,11 @@ class _Engine:
         channel: str | None = None,
         queue: str | None = None,
         subject: str | None = None,
-    ) -> Process:
+    ) -> None:
+        """Plan a ticket from creation to its (first) solve; the rest follows at the solve."""
         rng = self.rng
         s = self.scale
+        hd = self._hd
         customer = customer or self._customer()
         self.recent_contacts.append(customer)
         key = ticket_id.encode()
@@ -388,82 +412,43 @@ class _Engine:
         agent = self._agent()
         base = {"ticket_id": ticket_id, "customer_id": customer}
 
-        plan: list[tuple[float, str, dict[str, Any]]] = []
-        add = plan.append
-
-        def status(at: float, value: str) -> None:
-            add((at, "ticket.status_changed", {**base, "status": value}))
-
-        def agent_reply(at: float, public: bool = True) -> None:
-            add(
-                (
-                    at,
-                    "ticket.replied",
-                    {
-                        **base,
-                        "author": "agent",
-                        "public": public,
-                        "agent_id": agent,
-                        "handle_seconds": self._handle_seconds(),
-                    },
-                )
-            )
-
-        def customer_reply(at: float) -> None:
-            add((at, "ticket.replied", {**base, "author": "customer", "public": True}))
-
         created = {**base, "queue": queue, "priority": priority, "channel": channel}
         if subject is not None:
             created["subject_kind"] = subject
-        add((t0, "ticket.created", created))
+        hd(t0, key, "ticket.created", created)
         ack_at = t0
         if channel in ("email", "web", "self_service", "social", "other") or rng.random() < 0.2:
             ack_at = t0 + rng.uniform(2 * SEC, 90 * SEC) * s
-            add((ack_at, "ticket.replied", {**base, "author": "system", "public": False}))
+            hd(ack_at, key, "ticket.replied", {**base, "author": "system", "public": False})
 
-        solve_at: float
         method = "agent"
         touches = 0
         roll = rng.random()
         if channel == "phone" and roll < 0.6:
             # Solved during the call.
             first_at = t0 + rng.uniform(1 * MIN, 8 * MIN) * s
-            agent_reply(first_at)
+            self._agent_reply(first_at, key, base, agent)
             solve_at = first_at + rng.uniform(1 * MIN, 15 * MIN) * s
             method = "phone"
+            touches = 1
         elif channel in ("web", "email", "self_service") and roll < 0.15:
             # The answer bot offers articles; a third of the time that settles it.
             at = t0 + rng.uniform(30 * SEC, 10 * MIN) * s
             ok = rng.random() < 0.35
             screens = 1 + int(self._lognormal(2.0, 0.5))
-            add(
-                (
-                    at,
-                    "selfservice.session",
-                    {
-                        **base,
-                        "screens": screens,
-                        "clicks": screens + rng.randrange(0, 4),
-                        "succeeded": ok,
-                    },
-                )
+            clicks = screens + int(rng.random() * 4)
+            hd(
+                at,
+                key,
+                "selfservice.session",
+                {**base, "screens": screens, "clicks": clicks, "succeeded": ok},
             )
             if ok:
                 solve_at = at + rng.uniform(1 * MIN, 20 * MIN) * s
                 method = "self_service"
             else:
                 solve_at, touches = self._conversation(
-                    t0,
-                    ack_at,
-                    priority,
-                    complaint,
-                    queue,
-                    agent,
-                    base,
-                    plan,
-                    status,
-                    agent_reply,
-                    customer_reply,
+                    t0, ack_at, key, base, priority, complaint, queue, agent
                 )
         elif roll > 0.98:
             # Abandoned: nobody answers; automation solves it after a week.
@@ -471,192 +456,195 @@ class _Engine:
             method = "automation"
         else:
             solve_at, touches = self._conversation(
-                t0,
-                ack_at,
-                priority,
-                complaint,
-                queue,
-                agent,
-                base,
-                plan,
-                status,
-                agent_reply,
-                customer_reply,
+                t0, ack_at, key, base, priority, complaint, queue, agent
             )
-            if method == "agent":
-                r = rng.random()
-                if r < 0.05:
-                    method = "automation"
-                elif r < 0.11:
-                    method = "phone"
+            r = rng.random()
+            if r < 0.05:
+                method = "automation"
+            elif r < 0.11:
+                method = "phone"
 
         # Escalation, queue move and priority change happen somewhere before the solve.
         span = max(solve_at - t0, 1.0)
         if rng.random() < (0.25 if complaint else 0.07):
-            add(
-                (
-                    t0 + span * rng.uniform(0.05, 0.9),
-                    "ticket.escalated",
-                    {
-                        **base,
-                        "level": 1 if rng.random() < 0.75 else 2,
-                        "reason": "complaint" if complaint else rng.choice(ESCALATION_REASONS),
-                    },
-                )
+            reason = "complaint" if complaint else ESCALATION_REASONS[int(rng.random() * 4)]
+            level = 1 if rng.random() < 0.75 else 2
+            hd(
+                t0 + span * rng.uniform(0.05, 0.9),
+                key,
+                "ticket.escalated",
+                {**base, "level": level, "reason": reason},
             )
         if len(self.queues) > 1 and rng.random() < 0.12:
             other = [q for q in self.queues if q != queue]
-            add(
-                (
-                    t0 + span * rng.uniform(0.02, 0.6),
-                    "ticket.assigned",
-                    {**base, "queue": rng.choice(other), "agent_id": self._agent()},
-                )
+            hd(
+                t0 + span * rng.uniform(0.02, 0.6),
+                key,
+                "ticket.assigned",
+                {**base, "queue": other[int(rng.random() * len(other))], "agent_id": self._agent()},
             )
         if rng.random() < 0.06:
-            add(
-                (
-                    t0 + span * rng.uniform(0.02, 0.5),
-                    "ticket.priority_changed",
-                    {**base, "priority": rng.choice([p for p in PRIORITIES if p != priority])},
-                )
+            others = [p for p in PRIORITIES if p != priority]
+            hd(
+                t0 + span * rng.uniform(0.02, 0.5),
+                key,
+                "ticket.priority_changed",
+                {**base, "priority": others[int(rng.random() * 3)]},
             )
+        self._solved(solve_at, key, base, method, queue, complaint)
+        self._push(
+            solve_at, _AFTER_SOLVE, (key, ticket_id, customer, queue, complaint, agent, touches)
+        )
 
-        def solved(at: float, how: str) -> None:
-            fields: dict[str, Any] = {**base, "method": how}
-            money_share = 0.25 if queue in ("billing", "returns") else 0.06
-            if complaint:
-                money_share += 0.15
-            if how in ("agent", "phone") and rng.random() < money_share:
-                fields["settled_amount"] = self._money(30.0)
-            add((at, "ticket.solved", fields))
+    def _agent_reply(
+        self, at: float, key: bytes, base: dict[str, str], agent: str, public: bool = True
+    ) -> None:
+        fields = {
+            **base,
+            "author": "agent",
+            "public": public,
+            "agent_id": agent,
+            "handle_seconds": self._handle_seconds(),
+        }
+        self._hd(at, key, "ticket.replied", fields)
 
-        solved(solve_at, method)
-        plan.sort(key=itemgetter(0))
-        for at, typ, fields in plan:
-            yield (at, "helpdesk", key, typ, fields)
+    def _customer_reply(self, at: float, key: bytes, base: dict[str, str]) -> None:
+        self._hd(at, key, "ticket.replied", {**base, "author": "customer", "public": True})
 
-        # After the solve: reopen, surveys, close.
-        plan.clear()
-        final = solve_at
-        if touches and rng.random() < 0.07:
-            reopen_at = solve_at + self._lognormal(1 * DAY, 0.8) * s
-            add((reopen_at, "ticket.reopened", dict(base)))
-            customer_reply(reopen_at + rng.uniform(0.1 * SEC, 2 * SEC) * s)
-            reply_at = reopen_at + self._lognormal(3 * HOUR, 0.9) * s
-            agent_reply(reply_at)
-            final = reply_at + rng.uniform(10 * MIN, 3 * HOUR) * s
-            solved(final, "agent")
-        if rng.random() < 0.30:
-            score = rng.choices(range(1, 6), cum_weights=self.csat_cum)[0]
-            if complaint and score > 1 and rng.random() < 0.4:
-                score -= 1
-            add(
-                (
-                    final + self._lognormal(2 * HOUR, 1.0) * s,
-                    "survey.csat",
-                    {**base, "score": score},
-                )
-            )
-        if rng.random() < 0.15:
-            score = rng.choices(range(11), cum_weights=self.nps_cum)[0]
-            add((final + self._lognormal(1 * DAY, 0.7) * s, "survey.nps", {**base, "score": score}))
-        if rng.random() < 0.97:
-            add((final + rng.uniform(3 * DAY, 5 * DAY) * s, "ticket.closed", dict(base)))
-        plan.sort(key=itemgetter(0))
-        for at, typ, fields in plan:
-            yield (at, "helpdesk", key, typ, fields)
+    def _status(self, at: float, key: bytes, base: dict[str, str], status: str) -> None:
+        self._hd(at, key, "ticket.status_changed", {**base, "status": status})
+
+    def _solved(
+        self,
+        at: float,
+        key: bytes,
+        base: dict[str, str],
+        method: str,
+        queue: str,
+        complaint: bool,
+    ) -> None:
+        fields: dict[str, Any] = {**base, "method": method}
+        money_share = 0.25 if queue in ("billing", "returns") else 0.06
+        if complaint:
+            money_share += 0.15
+        if method in ("agent", "phone") and self.rng.random() < money_share:
+            fields["settled_amount"] = self._money(30.0)
+        self._hd(at, key, "ticket.solved", fields)
 
     def _conversation(
         self,
         t0: float,
         ack_at: float,
+        key: bytes,
+        base: dict[str, str],
         priority: str,
         complaint: bool,
         queue: str,
         agent: str,
-        base: dict[str, str],
-        plan: list[tuple[float, str, dict[str, Any]]],
-        status: Any,
-        agent_reply: Any,
-        customer_reply: Any,
     ) -> tuple[float, int]:
         """Plan first response and the back-and-forth; return (solve time, agent touches)."""
         rng = self.rng
         s = self.scale
-        add = plan.append
+        status = self._status
         delay = self._lognormal(FIRST_RESPONSE_MEDIAN_MS[priority], FIRST_RESPONSE_SIGMA[priority])
         first_at = max(t0 + delay * s, ack_at + 5 * SEC * s)
         wait = first_at - t0
         if rng.random() < 0.65:
             at = t0 + wait * rng.uniform(0.02, 0.4)
-            add((at, "ticket.assigned", {**base, "queue": queue, "agent_id": agent}))
-            status(at + 1, "open")
+            self._hd(at, key, "ticket.assigned", {**base, "queue": queue, "agent_id": agent})
+            status(at + 1, key, base, "open")
         else:
-            status(t0 + wait * rng.uniform(0.01, 0.3), "open")
+            status(t0 + wait * rng.uniform(0.01, 0.3), key, base, "open")
         if rng.random() < 0.20:
-            agent_reply(t0 + wait * rng.uniform(0.3, 0.95), public=False)
+            self._agent_reply(t0 + wait * rng.uniform(0.3, 0.95), key, base, agent, public=False)
         if rng.random() < 0.15:
-            customer_reply(t0 + wait * rng.uniform(0.1, 0.9))
-        agent_reply(first_at)
+            self._customer_reply(t0 + wait * rng.uniform(0.1, 0.9), key, base)
+        self._agent_reply(first_at, key, base, agent)
         touches = 1
         cur = first_at
         pending = rng.random() < 0.6
         if pending:
-            status(cur + rng.uniform(1 * SEC, 30 * SEC) * s, "pending")
+            status(cur + rng.uniform(1 * SEC, 30 * SEC) * s, key, base, "pending")
         r = rng.random()
         extra = 0 if r < 0.45 else 1 if r < 0.75 else 2 if r < 0.90 else 3 + int(rng.random() * 3)
         if complaint and extra < 3:
             extra += 1
         if rng.random() < 0.06:
             hold_at = cur + rng.uniform(10 * MIN, 2 * HOUR) * s
-            status(hold_at, "on_hold")
+            status(hold_at, key, base, "on_hold")
             cur = hold_at + self._lognormal(1 * DAY, 0.7) * s
-            status(cur, "open")
+            status(cur, key, base, "open")
             pending = False
         for _ in range(extra):
             cur += self._lognormal(4 * HOUR, 1.0) * s
-            customer_reply(cur)
+            self._customer_reply(cur, key, base)
             if pending:
-                status(cur + rng.uniform(0.2 * SEC, 3 * SEC) * s, "open")
+                status(cur + rng.uniform(0.2 * SEC, 3 * SEC) * s, key, base, "open")
             cur += self._lognormal(2 * HOUR, 1.0) * s
-            agent_reply(cur)
+            self._agent_reply(cur, key, base, agent)
             touches += 1
             pending = rng.random() < 0.6
             if pending:
-                status(cur + rng.uniform(1 * SEC, 30 * SEC) * s, "pending")
+                status(cur + rng.uniform(1 * SEC, 30 * SEC) * s, key, base, "pending")
         if pending:
             solve_at = cur + self._lognormal(1 * HOUR, 1.0) * s
         else:
             solve_at = cur + rng.uniform(1 * MIN, 45 * MIN) * s
         return solve_at, touches
 
-    # -- an order's life --
-
-    def order_life(self, t0: float) -> Process:
+    def _after_solve(self, solve_at: float, args: tuple[Any, ...]) -> None:
+        """Reopen and solve again, surveys, close."""
+        key, ticket_id, customer, queue, complaint, agent, touches = args
         rng = self.rng
         s = self.scale
+        hd = self._hd
+        base = {"ticket_id": ticket_id, "customer_id": customer}
+        final = solve_at
+        if touches and rng.random() < 0.07:
+            reopen_at = solve_at + self._lognormal(1 * DAY, 0.8) * s
+            hd(reopen_at, key, "ticket.reopened", dict(base))
+            self._customer_reply(reopen_at + rng.uniform(0.1 * SEC, 2 * SEC) * s, key, base)
+            reply_at = reopen_at + self._lognormal(3 * HOUR, 0.9) * s
+            self._agent_reply(reply_at, key, base, agent)
+            final = reply_at + rng.uniform(10 * MIN, 3 * HOUR) * s
+            self._solved(final, key, base, "agent", queue, complaint)
+        if rng.random() < 0.30:
+            score = 1 + bisect_right(self.csat_cum, rng.random())
+            score = min(score, 5)
+            if complaint and score > 1 and rng.random() < 0.4:
+                score -= 1
+            at = final + self._lognormal(2 * HOUR, 1.0) * s
+            hd(at, key, "survey.csat", {**base, "score": score})
+        if rng.random() < 0.15:
+            score = min(10, bisect_right(self.nps_cum, rng.random()))
+            at = final + self._lognormal(1 * DAY, 0.7) * s
+            hd(at, key, "survey.nps", {**base, "score": score})
+        if rng.random() < 0.97:
+            hd(final + rng.uniform(3 * DAY, 5 * DAY) * s, key, "ticket.closed", dict(base))
+
+    # -- an order's life --
+
+    def _order(self, t0: float) -> None:
+        """Plan placed -> confirmed (-> cancelled); shipping is planned at confirmation."""
+        rng = self.rng
+        s = self.scale
+        od = self._od
         self.n_order += 1
         order_id = f"O-{self.seed}-{self.n_order:07d}"
         key = order_id.encode()
         recent = self.recent_contacts
         if recent and rng.random() < 0.3:
-            customer = recent[rng.randrange(len(recent))]
+            customer = recent[int(rng.random() * len(recent))]
         else:
             customer = self._customer()
         base = {"order_id": order_id, "customer_id": customer}
         channel = self._pick(ORDER_CHANNELS, self.ochan_cum)
-        yield (
-            t0,
-            "orders",
-            key,
-            "order.placed",
-            {**base, "channel": channel, "amount": self._money(45.0)},
-        )
+        placed = {**base, "channel": channel, "amount": self._money(45.0)}
+        od(t0, key, "order.placed", placed)
         if rng.random() < 0.02:
             # Never confirmed: the payment fails and the order is cancelled.
             at = t0 + rng.uniform(5 * MIN, 2 * HOUR) * s
-            yield (at, "orders", key, "order.cancelled", {**base, "reason": "payment_failed"})
+            od(at, key, "order.cancelled", {**base, "reason": "payment_failed"})
             return
         if channel == "store":
             clicks = 0
@@ -666,97 +654,74 @@ class _Engine:
             latency = self._lognormal(20 * SEC, 0.6)
         else:
             r = rng.random()
-            clicks = 0 if r < 0.08 else 1 if r < 0.83 else rng.randint(2, 4)
+            clicks = 0 if r < 0.08 else 1 if r < 0.83 else 2 + int(rng.random() * 3)
             latency = self._lognormal(8 * SEC * (1 + 0.5 * max(clicks - 1, 0)), 1.3)
         confirmed_at = t0 + latency * s
-        yield (confirmed_at, "orders", key, "order.confirmed", {**base, "clicks": clicks})
+        od(confirmed_at, key, "order.confirmed", {**base, "clicks": clicks})
         if rng.random() < 0.9:
             at = confirmed_at + rng.uniform(1 * SEC, 30 * SEC) * s
             medium = "email" if rng.random() < 0.8 else "sms"
-            yield (
-                at,
-                "orders",
-                key,
-                "notification.sent",
-                {**base, "kind": "confirmation", "medium": medium},
-            )
+            od(at, key, "notification.sent", {**base, "kind": "confirmation", "medium": medium})
         if rng.random() < 0.04:
             at = confirmed_at + self._lognormal(2 * HOUR, 1.0) * s
             reason = "customer_request" if rng.random() < 0.7 else "out_of_stock"
-            yield (at, "orders", key, "order.cancelled", {**base, "reason": reason})
+            od(at, key, "order.cancelled", {**base, "reason": reason})
             return
-
-        plan: list[tuple[float, Any, Any, Any, Any]] = []
-        add = plan.append
         shipped_at = confirmed_at + self._lognormal(18 * HOUR, 0.6) * s
-        promised = shipped_at + rng.choice((2, 3, 3, 4)) * DAY * s
-        add(
-            (
-                shipped_at,
-                "orders",
-                key,
-                "order.shipped",
-                {**base, "promised_by": _fmt(int(promised))},
-            )
-        )
+        self._push(shipped_at, _SHIP, (key, order_id, customer))
+
+    def _ship(self, shipped_at: float, args: tuple[Any, ...]) -> None:
+        """Shipped -> shipment notice -> maybe delayed (notice, contact) -> delivered."""
+        key, order_id, customer = args
+        rng = self.rng
+        s = self.scale
+        od = self._od
+        base = {"order_id": order_id, "customer_id": customer}
+        promised = shipped_at + (2, 3, 3, 4)[int(rng.random() * 4)] * DAY * s
+        od(shipped_at, key, "order.shipped", {**base, "promised_by": _fmt(int(promised))})
         r = rng.random()
+        notice_at: float | None = None
         if r < 0.85:
-            notice_at: float | None = shipped_at + rng.uniform(0.5 * MIN, 12 * MIN) * s
+            notice_at = shipped_at + rng.uniform(0.5 * MIN, 12 * MIN) * s
         elif r < 0.93:
             notice_at = shipped_at + rng.uniform(20 * MIN, 3 * HOUR) * s
-        else:
-            notice_at = None
         if notice_at is not None:
-            medium = ("email", "sms", "push")[
-                rng.choices((0, 1, 2), cum_weights=(0.6, 0.8, 1.0))[0]
-            ]
-            add(
-                (
-                    notice_at,
-                    "orders",
-                    key,
-                    "notification.sent",
-                    {**base, "kind": "shipped", "medium": medium},
-                )
-            )
+            r = rng.random()
+            medium = "email" if r < 0.6 else "sms" if r < 0.8 else "push"
+            od(notice_at, key, "notification.sent", {**base, "kind": "shipped", "medium": medium})
 
         if rng.random() < 0.10:
             delayed_at = shipped_at + (promised - shipped_at) * rng.uniform(0.2, 0.9)
             new_promised = promised + rng.uniform(1 * DAY, 3 * DAY) * s
-            add(
-                (
-                    delayed_at,
-                    "orders",
-                    key,
-                    "order.delayed",
-                    {**base, "new_promised_by": _fmt(int(new_promised))},
-                )
+            od(
+                delayed_at,
+                key,
+                "order.delayed",
+                {**base, "new_promised_by": _fmt(int(new_promised))},
             )
             r = rng.random()
             contact_at: float | None = None
+            told_at: float | None = None
             if r < 0.55:
-                told_at: float | None = delayed_at + rng.uniform(1 * MIN, 30 * MIN) * s
+                # Told proactively; a few ask anyway.
+                told_at = delayed_at + rng.uniform(1 * MIN, 30 * MIN) * s
                 if rng.random() < 0.25:
                     contact_at = told_at + rng.uniform(1 * HOUR, 12 * HOUR) * s
             elif r < 0.85:
+                # The customer asks first; the notice comes after.
                 contact_at = delayed_at + rng.uniform(1 * HOUR, 12 * HOUR) * s
                 told_at = contact_at + rng.uniform(10 * MIN, 6 * HOUR) * s
-            else:
-                told_at = None
-                if rng.random() < 0.7:
-                    contact_at = delayed_at + rng.uniform(2 * HOUR, 24 * HOUR) * s
+            elif rng.random() < 0.7:
+                contact_at = delayed_at + rng.uniform(2 * HOUR, 24 * HOUR) * s
             if told_at is not None:
-                add(
-                    (
-                        told_at,
-                        "orders",
-                        key,
-                        "notification.sent",
-                        {**base, "kind": "delayed", "medium": "email"},
-                    )
+                od(
+                    told_at,
+                    key,
+                    "notification.sent",
+                    {**base, "kind": "delayed", "medium": "email"},
                 )
             if contact_at is not None:
-                self._contact(plan, contact_at, key, base, customer, complaint_share=0.4)
+                self._contact(contact_at, key, base, customer, complaint_share=0.4)
             if rng.random() < 0.7:
                 delivered_at = new_promised - rng.uniform(0, 1 * DAY) * s
             else:
@@ -765,18 +730,15 @@ class _Engine:
         else:
             if rng.random() < 0.03:
                 contact_at = shipped_at + rng.uniform(0.5 * DAY, 2 * DAY) * s
-                self._contact(plan, contact_at, key, base, customer, complaint_share=0.1)
+                self._contact(contact_at, key, base, customer, complaint_share=0.1)
             if rng.random() < 0.9:
                 delivered_at = shipped_at + (promised - shipped_at) * rng.uniform(0.35, 0.99)
             else:
                 delivered_at = promised + rng.uniform(2 * HOUR, 2 * DAY) * s
-        add((delivered_at, "orders", key, "order.delivered", dict(base)))
-        plan.sort(key=itemgetter(0))
-        yield from plan
+        od(delivered_at, key, "order.delivered", dict(base))
 
     def _contact(
         self,
-        plan: list[tuple[float, Any, Any, Any, Any]],
         at: float,
         key: bytes,
         base: dict[str, str],
@@ -784,55 +746,43 @@ class _Engine:
         complaint_share: float,
     ) -> None:
         """The customer asks support about the order; most such contacts open a ticket."""
+        if self.end is not None and at >= self.end:
+            return
         rng = self.rng
         fields: dict[str, Any] = dict(base)
         if rng.random() < 0.6:
             ticket_id = self._new_ticket_id()
             fields["ticket_id"] = ticket_id
-            channel = ("email", "phone", "chat", "web")[rng.randrange(4)]
+            channel = ("email", "phone", "chat", "web")[int(rng.random() * 4)]
             subject = "complaint" if rng.random() < complaint_share else "question"
             queue = "shipping" if "shipping" in self.queues else None
-            life = self.ticket_life(
-                at + 1, ticket_id, customer, channel=channel, queue=queue, subject=subject
-            )
-            plan.append((at, "orders", key, "customer.contacted", fields))
-            plan.append((at, _SPAWN, None, life, None))
+            self._od(at, key, "customer.contacted", fields)
+            self._ticket(at + 1, ticket_id, customer, channel=channel, queue=queue, subject=subject)
         else:
-            plan.append((at, "orders", key, "customer.contacted", fields))
+            self._od(at, key, "customer.contacted", fields)
 
     # -- the main loop --
 
     def run(self) -> Iterator[SimMessage]:
         cfg = self.cfg
-        start = float(cfg.start_ms)
-        self._start(self.shifts(), start)
+        procs: list[Process] = [self.shifts()]
         if cfg.tickets_per_hour > 0:
-            self._start(self.ticket_arrivals(), start)
-            self._start(self.session_arrivals(), start)
+            procs += [self.ticket_arrivals(), self.session_arrivals()]
         if cfg.orders_per_hour > 0:
-            self._start(self.order_arrivals(), start)
+            procs.append(self.order_arrivals())
+        for proc in procs:
+            self._advance(proc)
         return self._loop()
 
-    def _start(self, proc: Process, now: float) -> None:
-        self._advance(proc, now)
-
-    def _advance(self, proc: Process, now: float) -> None:
-        try:
-            item = next(proc)
-        except StopIteration:
-            return
-        t = item[0]
-        if t < now:
-            t = now
+    def _advance(self, proc: Process) -> None:
+        t = next(proc)  # the processes are endless
         if self.end is not None and t >= self.end:
             proc.close()
             return
-        self.seq += 1
-        heapq.heappush(self.heap, (t, self.seq, _PROC, proc, item))
+        self._push(t, _PROC, proc)
 
     def _push_msg(self, msg: SimMessage) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (msg.emit_at_ms, self.seq, _MSG, msg, None))
+        self._push(msg.emit_at_ms, _MSG, msg)
 
     def _loop(self) -> Iterator[SimMessage]:
         heap = self.heap
@@ -840,7 +790,7 @@ class _Engine:
         rng = self.rng
         cfg = self.cfg
         scale = self.scale
-        seed = self.seed
+        prefix = {"helpdesk": f"h-{self.seed}-", "orders": f"o-{self.seed}-"}
         dup_share = cfg.duplicate_share
         bad_share = cfg.malformed_share
         late_share = cfg.late_share
@@ -848,44 +798,50 @@ class _Engine:
         dumps = orjson.dumps
         fmt = _fmt
         while heap:
-            t, _, code, proc, item = pop(heap)
+            t, _, code, a, b, c = pop(heap)
+            self.now = t
             if code == _MSG:
-                yield proc
+                yield a
                 continue
-            topic = item[1]
-            if topic is _SPAWN:
-                self._start(item[3], t)
-                self._advance(proc, t)
+            if code != _EVT:
+                if code == _PROC:
+                    self._advance(a)
+                elif code == _AFTER_SOLVE:
+                    self._after_solve(t, a)
+                else:
+                    self._ship(t, a)
                 continue
             now = int(t)
-            n = n_event[topic] + 1
-            n_event[topic] = n
+            n = n_event[a] + 1
+            n_event[a] = n
+            typ, fields = c
             body: dict[str, Any] = {
-                "event_id": f"{'h' if topic == 'helpdesk' else 'o'}-{seed}-{n:09d}",
-                "type": item[3],
+                "event_id": f"{prefix[a]}{n:09d}",
+                "type": typ,
                 "occurred_at": fmt(now),
             }
             if n % 10 != 7:
                 body["schema_version"] = 1
-            body.update(item[4])
-            msg = SimMessage(topic, item[2], dumps(body), now, now, "event")
-            late = late_share > 0 and rng.random() < late_share
-            if late:
+            body.update(fields)
+            value = dumps(body)
+            if late_share > 0 and rng.random() < late_share:
+                late = True
                 emit = now + int(rng.uniform(1 * SEC, 5 * MIN) * scale) + 1
-                msg = SimMessage(topic, item[2], msg.value, emit, now, "event")
+                msg = SimMessage(a, b, value, emit, now, "event")
                 self._push_msg(msg)
             else:
+                late = False
+                msg = SimMessage(a, b, value, now, now, "event")
                 yield msg
             if dup_share > 0 and rng.random() < dup_share:
                 again = msg.emit_at_ms + int(rng.uniform(0, 60 * SEC) * scale)
-                self._push_msg(SimMessage(topic, msg.key, msg.value, again, now, "duplicate"))
+                self._push_msg(SimMessage(a, b, value, again, now, "duplicate"))
             if bad_share > 0 and rng.random() < bad_share:
                 bad = self._malformed(msg, body)
                 if late:
                     self._push_msg(bad)
                 else:
                     yield bad
-            self._advance(proc, t)
 
     def _malformed(self, msg: SimMessage, body: dict[str, Any]) -> SimMessage:
         """A broken message next to `msg`: the kinds come in turn, so the mix is even."""
