@@ -133,9 +133,13 @@ class Decoder:
             self._validators[kind](data)
         except fastjsonschema.JsonSchemaValueException as exc:
             where = exc.name.replace("data", "$", 1) if exc.name else "$"
+            if where == "$.occurred_at" and isinstance(data.get("occurred_at"), str):
+                # The parser says why in words ("has no offset"), not as a regex.
+                try:
+                    parse_rfc3339_ms(data["occurred_at"])
+                except TimestampError as bad_time:
+                    return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: $.occurred_at: {bad_time}")
             message = exc.message.replace(exc.name or "data", where, 1)
-            if where == "$.occurred_at":
-                return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: {message[:300]}")
             return Rejection(Reason.SCHEMA_VIOLATION, f"{kind}: {message[:300]}")
         try:
             occurred_at_ms = parse_rfc3339_ms(data["occurred_at"])

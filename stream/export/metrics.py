@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -41,6 +47,9 @@ class PipelineMetrics:
     """The counters and histograms the agents update, in an injected registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # The `_created` series double the exposition and no dashboard reads them.
+        # (A process-wide switch in prometheus_client; the worker owns its process.)
+        disable_created_metrics()
         self.events = Counter(
             "kpistream_events",
             "Valid events processed (duplicates and rejected messages excluded).",
