@@ -135,6 +135,12 @@ class KpiCollector(Collector):
         yield from _progress_families(self._progress())
 
 
+def percentile_label(q: float) -> str:
+    """0.5 -> '50', 0.99 -> '99'. Not `quantile`: Prometheus reserves that label for
+    summaries, and these are gauges of one closed window."""
+    return f"{q * 100:g}"
+
+
 def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
     active = GaugeMetricFamily(
         "kpistream_tickets_active",
@@ -147,13 +153,13 @@ def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
 
     by_dims = GaugeMetricFamily(
         "kpistream_first_response_window_seconds",
-        "H2: first-response time quantiles over the newest closed event-time window.",
-        labels=["window", "quantile", "queue", "priority"],
+        "H2: first-response time percentiles over the newest closed event-time window.",
+        labels=["window", "percentile", "queue", "priority"],
     )
     overall = GaugeMetricFamily(
         "kpistream_first_response_window_all_seconds",
-        "H2: first-response time quantiles over the newest closed window, all tickets.",
-        labels=["window", "quantile"],
+        "H2: first-response time percentiles over the newest closed window, all tickets.",
+        labels=["window", "percentile"],
     )
     counts = GaugeMetricFamily(
         "kpistream_first_response_window_responses",
@@ -173,11 +179,11 @@ def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
             for q in QUANTILES:
                 value = sketch.quantile(q)
                 if value is not None:
-                    by_dims.add_metric([window, str(q), queue, priority], value)
+                    by_dims.add_metric([window, percentile_label(q), queue, priority], value)
         for q in QUANTILES:
             value = summary.overall.quantile(q)
             if value is not None:
-                overall.add_metric([window, str(q)], value)
+                overall.add_metric([window, percentile_label(q)], value)
     yield from (by_dims, overall, counts, ends)
 
 

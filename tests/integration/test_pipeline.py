@@ -236,13 +236,13 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     }
     assert ends["1h"] == (T0 + 3600 * S) / 1000
     overall = {
-        (lab["window"], lab["quantile"]): v
+        (lab["window"], lab["percentile"]): v
         for lab, v in metrics["kpistream_first_response_window_all_seconds"]
     }
     hour_values = [90.0, 300.0, 20.0]
-    for q in ("0.5", "0.9", "0.99"):
-        expected = exact_quantile(hour_values, float(q))
-        assert overall[("1h", q)] == pytest.approx(expected, rel=0.01)
+    for q, percentile in ((0.5, "50"), (0.9, "90"), (0.99, "99")):
+        expected = exact_quantile(hour_values, q)
+        assert overall[("1h", percentile)] == pytest.approx(expected, rel=0.01)
     per_dims = {
         (lab["window"], lab["queue"], lab["priority"]): v
         for lab, v in metrics["kpistream_first_response_window_responses"]
