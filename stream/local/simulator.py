@@ -87,7 +87,8 @@ ESCALATION_REASONS = ("complaint", "sla_risk", "technical", "vip")
 CANCEL_REASONS = ("customer_request", "out_of_stock", "payment_failed")
 
 # Mean messages per arrival in steady state (all lifecycles complete), measured from this
-# model with scripts in the test suite (tests/unit/test_simulator.py checks they hold):
+# model (time_scale 0.001, no day curve, events of hours 2..6 of a 6 h run; re-measure
+# after changing the model; test_for_rate_50_gives_about_50_events_per_second checks them):
 # per ticket arrival, including the self-service sessions, the tickets they open and the
 # agent shifts that come with the ticket rate; per order arrival, including notices and
 # the tickets opened by customers asking about a delayed order.
