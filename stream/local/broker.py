@@ -307,8 +307,8 @@ class LocalBroker:
                 f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.yaml'}",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a random id may start with '-', which would read as a flag.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(properties),
                 "--ignore-formatted",
