@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from stream.local.broker import create_topics
 
+from stream.local.broker import create_topics
 from stream.settings import Settings
 from tests.conftest import free_port
 

@@ -1,0 +1,14 @@
+# The kpi-stream worker (and the `kpi` command) as an image.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY stream ./stream
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . && useradd --create-home kpi
+USER kpi
+# Inside a container the web server must listen beyond loopback; publish the port on
+# the host's loopback only (see docker-compose.yml).
+ENV KPI_WEB_HOST=0.0.0.0 \
+    KPI_DATA_DIR=/home/kpi/state
+EXPOSE 6066
+CMD ["kpi", "worker", "--loglevel", "info"]
