@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream.codec import HELPDESK_TYPES, ORDER_TYPES
 from stream.kpi.timefmt import parse_rfc3339_ms
 from stream.local import feed
 from stream.local.feed import feed_to_file
@@ -23,32 +24,6 @@ from stream.local.simulator import SLA_TARGET_MS, SimConfig, SimMessage, simulat
 T0 = 1_795_515_330_000  # 2026-11-24T10:15:30Z
 MINUTE = 60_000
 HOUR = 3_600_000
-
-HELPDESK_TYPES = {
-    "ticket.created",
-    "ticket.replied",
-    "ticket.status_changed",
-    "ticket.assigned",
-    "ticket.priority_changed",
-    "ticket.escalated",
-    "ticket.solved",
-    "ticket.reopened",
-    "ticket.closed",
-    "survey.csat",
-    "survey.nps",
-    "selfservice.session",
-    "agent.shift",
-}
-ORDER_TYPES = {
-    "order.placed",
-    "order.confirmed",
-    "order.shipped",
-    "order.delayed",
-    "order.delivered",
-    "order.cancelled",
-    "notification.sent",
-    "customer.contacted",
-}
 
 
 def take(config: SimConfig, n: int | None = None) -> list[SimMessage]:
