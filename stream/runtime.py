@@ -20,7 +20,8 @@ from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
 from stream.kpi.partition import PartitionKpis, PieceId
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
-from stream.kpi.tickets import TicketState, apply_ticket_event
+from stream.kpi.surveys import nps_category
+from stream.kpi.tickets import TicketFact, TicketState, apply_ticket_event
 from stream.settings import Settings
 
 # Events with no ticket (agent shifts, anonymous self-service) are deduplicated within a
@@ -76,6 +77,8 @@ class WorkerRuntime:
             HELPDESK_TYPES, max_message_bytes=settings.max_message_bytes
         )
         self.queue_labels = BoundedLabels(settings.queues, settings.max_queues)
+        # ISO 4217 codes pass the schema, but only a handful are in use: bound them too.
+        self.currency_labels = BoundedLabels((), 20)
         self.partitions: dict[int, PartitionKpis] = {}
         self.positions: dict[tuple[str, int], Position] = {}
         # Closed windows whose table entries must be deleted by the next event of their
@@ -160,6 +163,7 @@ class WorkerRuntime:
                 late = kpis.late_first_responses_total - late_before
                 if late:
                     self.metrics.late.labels(topic, "first_response").inc(late)
+                self._count_facts(outcome.facts)
                 for response in outcome.first_responses:
                     self.metrics.first_response.labels(response.queue, response.priority).observe(
                         response.latency_ms / 1000.0
@@ -179,6 +183,8 @@ class WorkerRuntime:
         if result.duplicate:
             self.metrics.duplicates.labels(topic).inc()
             return result
+        if event.type == "selfservice.session":
+            self._count_selfservice(event)
         if kpis.max_event_ms is None or event.occurred_at_ms > kpis.max_event_ms:
             kpis.max_event_ms = event.occurred_at_ms
             result.state_writes.setdefault(summary_key(partition), kpis.summary_dict())
@@ -190,6 +196,43 @@ class WorkerRuntime:
         for key in self.pending_deletes.pop(partition, ()):
             result.state_writes[key] = None
         return result
+
+    def _count_facts(self, facts: list[TicketFact]) -> None:
+        m = self.metrics
+        for fact in facts:
+            dims = (fact.queue, fact.priority)
+            complaint = "true" if fact.complaint else "false"
+            if fact.kind == "created":
+                m.tickets_created.labels(*dims, complaint).inc()
+            elif fact.kind == "escalated":
+                m.tickets_escalated.labels(*dims, complaint).inc()
+            elif fact.kind == "solved":
+                m.tickets_solved.labels(*dims, fact.method or "agent").inc()
+                if fact.seconds is not None:  # the first solve
+                    m.resolution.labels(*dims, "first").observe(fact.seconds)
+                    m.touches.labels(*dims).observe(fact.touches or 0)
+                if fact.amount is not None and fact.currency:
+                    m.value_settled.labels(self.currency_labels.label(fact.currency)).inc(
+                        float(fact.amount)
+                    )
+            elif fact.kind == "reopened":
+                m.tickets_reopened.labels(*dims).inc()
+            elif fact.kind == "closed" and fact.seconds is not None:
+                m.resolution.labels(*dims, "full").observe(fact.seconds)
+            elif fact.kind == "agent_reply":
+                m.agent_replies.labels(*dims).inc()
+                if fact.seconds is not None:
+                    m.handle_time.labels(fact.queue).observe(fact.seconds)
+            elif fact.kind == "csat" and fact.score is not None:
+                m.csat.labels(*dims, str(fact.score)).inc()
+            elif fact.kind == "nps" and fact.score is not None:
+                m.nps.labels(*dims, nps_category(fact.score)).inc()
+
+    def _count_selfservice(self, event: Event) -> None:
+        succeeded = "true" if event.body.get("succeeded") else "false"
+        self.metrics.selfservice_sessions.labels(succeeded).inc()
+        self.metrics.selfservice_screens.labels(succeeded).observe(event.body.get("screens", 0))
+        self.metrics.selfservice_clicks.labels(succeeded).observe(event.body.get("clicks", 0))
 
     def _seen_in_scope(self, event: Event, scopes: MutableMapping[str, Any]) -> bool:
         body = event.body

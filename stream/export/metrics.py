@@ -43,6 +43,21 @@ FIRST_RESPONSE_BUCKETS_SECONDS = (
 )
 
 
+RESOLUTION_BUCKETS_SECONDS = (
+    3600.0,
+    4 * 3600.0,
+    8 * 3600.0,
+    86400.0,
+    2 * 86400.0,
+    4 * 86400.0,
+    7 * 86400.0,
+    14 * 86400.0,
+    30 * 86400.0,
+)
+COUNT_BUCKETS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
+HANDLE_BUCKETS_SECONDS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+
+
 class PipelineMetrics:
     """The counters and histograms the agents update, in an injected registry."""
 
@@ -85,6 +100,97 @@ class PipelineMetrics:
             "H2: time from ticket creation to the first public agent reply.",
             ["queue", "priority"],
             buckets=FIRST_RESPONSE_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        # --- help-desk KPIs counted as events happen (per process; sum across workers) ---
+        self.tickets_created = Counter(
+            "kpistream_tickets_created",
+            "H7/H8: tickets created (complaint: subject_kind is complaint).",
+            ["queue", "priority", "complaint"],
+            registry=registry,
+        )
+        self.tickets_escalated = Counter(
+            "kpistream_tickets_escalated",
+            "H7: escalations (escalation rate = escalated / created).",
+            ["queue", "priority", "complaint"],
+            registry=registry,
+        )
+        self.tickets_solved = Counter(
+            "kpistream_tickets_solved",
+            "H6: solves, by method of resolution (a reopened ticket's next solve counts again).",
+            ["queue", "priority", "method"],
+            registry=registry,
+        )
+        self.tickets_reopened = Counter(
+            "kpistream_tickets_reopened",
+            "H9: reopens of solved tickets (reopen rate = reopened / solved).",
+            ["queue", "priority"],
+            registry=registry,
+        )
+        self.resolution = Histogram(
+            "kpistream_resolution_seconds",
+            "H4: created -> first solve (kind=first, at the first solve) and created -> final "
+            "solve (kind=full, at the close).",
+            ["queue", "priority", "kind"],
+            buckets=RESOLUTION_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.touches = Histogram(
+            "kpistream_touches_per_solved_ticket",
+            "H10: public agent replies before a ticket's first solve (le=1 minus le=0: one-touch).",
+            ["queue", "priority"],
+            buckets=COUNT_BUCKETS,
+            registry=registry,
+        )
+        self.agent_replies = Counter(
+            "kpistream_agent_replies",
+            "H10: public agent replies (touches).",
+            ["queue", "priority"],
+            registry=registry,
+        )
+        self.handle_time = Histogram(
+            "kpistream_agent_handle_seconds",
+            "H10: agent handle time per reply, where the reply event carries it.",
+            ["queue"],
+            buckets=HANDLE_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.value_settled = Counter(
+            "kpistream_value_settled",
+            "H11: refunds and credits granted at resolution, in units of the currency.",
+            ["currency"],
+            registry=registry,
+        )
+        self.csat = Counter(
+            "kpistream_csat_responses",
+            "H13: CSAT answers by score 1..5 (CSAT = score 4 or 5 / all).",
+            ["queue", "priority", "score"],
+            registry=registry,
+        )
+        self.nps = Counter(
+            "kpistream_nps_responses",
+            "H14: NPS answers by category (NPS = 100 * (promoter - detractor) / all).",
+            ["queue", "priority", "category"],
+            registry=registry,
+        )
+        self.selfservice_sessions = Counter(
+            "kpistream_selfservice_sessions",
+            "H15: self-service sessions (success rate = succeeded=true / all).",
+            ["succeeded"],
+            registry=registry,
+        )
+        self.selfservice_screens = Histogram(
+            "kpistream_selfservice_screens",
+            "H15: screens a self-service session took.",
+            ["succeeded"],
+            buckets=COUNT_BUCKETS,
+            registry=registry,
+        )
+        self.selfservice_clicks = Histogram(
+            "kpistream_selfservice_clicks",
+            "H15: clicks a self-service session took.",
+            ["succeeded"],
+            buckets=COUNT_BUCKETS,
             registry=registry,
         )
         self.last_event_timestamp = Gauge(

@@ -21,12 +21,6 @@ ActiveKey = tuple[str, str, str]
 # replayed when it arrives (EVENTS.md: events may come out of order).
 MAX_EARLY_EVENTS = 200
 
-_STATUS_SET_BY_TYPE = {
-    "ticket.solved": "solved",
-    "ticket.closed": "closed",
-    "ticket.reopened": "open",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class FirstResponse:
@@ -36,6 +30,27 @@ class FirstResponse:
     priority: str
     responded_at_ms: int
     latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFact:
+    """Something countable that happened to a ticket, labelled by its queue and priority.
+
+    kind is one of: created, escalated, solved, reopened, closed, agent_reply, csat, nps.
+    Counted once per event (duplicates never produce facts).
+    """
+
+    kind: str
+    queue: str  # label value, already bounded
+    priority: str
+    seconds: float | None = None  # solved: first resolution; closed: full resolution;
+    # agent_reply: handle time when the event carries it
+    method: str | None = None  # solved: how
+    touches: int | None = None  # solved: public agent replies before this solve
+    score: int | None = None  # csat 1..5, nps 0..10
+    amount: str | None = None  # solved: settled amount, a decimal string
+    currency: str | None = None
+    complaint: bool = False  # the ticket's subject_kind is "complaint"
 
 
 @dataclass(slots=True)
@@ -53,6 +68,10 @@ class TicketState:
     queue_at_ms: int = -(2**62)
     priority_at_ms: int = -(2**62)
     first_response_at_ms: int | None = None
+    subject_kind: str | None = None
+    solved_at_ms: int | None = None  # the latest solve
+    first_solved_at_ms: int | None = None
+    agent_replies: int = 0  # public agent replies ("touches")
     counted_as: ActiveKey | None = None
     seen_event_ids: list[str] = field(default_factory=list)
     early_events: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +93,10 @@ class TicketState:
             "queue_at_ms": self.queue_at_ms,
             "priority_at_ms": self.priority_at_ms,
             "first_response_at_ms": self.first_response_at_ms,
+            "subject_kind": self.subject_kind,
+            "solved_at_ms": self.solved_at_ms,
+            "first_solved_at_ms": self.first_solved_at_ms,
+            "agent_replies": self.agent_replies,
             "counted_as": list(self.counted_as) if self.counted_as else None,
             "seen_event_ids": self.seen_event_ids,
             "early_events": self.early_events,
@@ -94,6 +117,10 @@ class TicketState:
             queue_at_ms=data.get("queue_at_ms", -(2**62)),
             priority_at_ms=data.get("priority_at_ms", -(2**62)),
             first_response_at_ms=data.get("first_response_at_ms"),
+            subject_kind=data.get("subject_kind"),
+            solved_at_ms=data.get("solved_at_ms"),
+            first_solved_at_ms=data.get("first_solved_at_ms"),
+            agent_replies=data.get("agent_replies", 0),
             counted_as=(counted[0], counted[1], counted[2]) if counted else None,
             seen_event_ids=list(data.get("seen_event_ids", [])),
             early_events=list(data.get("early_events", [])),
@@ -109,6 +136,7 @@ class TicketOutcome:
     buffered: bool = False  # kept until the ticket's ticket.created arrives
     active_moves: list[tuple[ActiveKey, int]] = field(default_factory=list)
     first_responses: list[FirstResponse] = field(default_factory=list)
+    facts: list[TicketFact] = field(default_factory=list)
 
 
 def is_first_response(event: Event) -> bool:
@@ -145,12 +173,12 @@ def apply_ticket_event(
         return outcome
 
     before = state.counted_as
-    _apply(state, event, outcome)
+    _apply(state, event, outcome, queue_label)
     if event.type == "ticket.created" and state.early_events:
         early = sorted(state.early_events, key=lambda e: e["occurred_at_ms"])
         state.early_events = []
         for item in early:
-            _apply(state, _event_from_dict(item), outcome)
+            _apply(state, _event_from_dict(item), outcome, queue_label)
 
     after = _active_key(state, queue_label)
     if after != before:
@@ -168,18 +196,41 @@ def _active_key(state: TicketState, queue_label: Callable[[str], str]) -> Active
     return (queue_label(state.queue or "unknown"), state.priority or "normal", state.status)
 
 
-def _apply(state: TicketState, event: Event, outcome: TicketOutcome) -> None:
+def _apply(
+    state: TicketState,
+    event: Event,
+    outcome: TicketOutcome,
+    queue_label: Callable[[str], str],
+) -> None:
     kind = event.type
     at = event.occurred_at_ms
     body = event.body
+
+    def fact(name: str, **values: Any) -> None:
+        outcome.facts.append(
+            TicketFact(
+                name,
+                queue_label(state.queue or "unknown"),
+                state.priority or "normal",
+                complaint=state.subject_kind == "complaint",
+                **values,
+            )
+        )
+
     if kind == "ticket.created":
         state.created_at_ms = at
         state.customer_id = body.get("customer_id")
         state.channel = body.get("channel")
+        state.subject_kind = body.get("subject_kind")
         _set_queue(state, body.get("queue"), at)
         _set_priority(state, body.get("priority"), at)
         _set_status(state, "new", at)
+        fact("created")
     elif kind == "ticket.replied":
+        if is_first_response(event):
+            state.agent_replies += 1
+            handle = body.get("handle_seconds")
+            fact("agent_reply", seconds=float(handle) if handle is not None else None)
         if is_first_response(event) and state.first_response_at_ms is None:
             state.first_response_at_ms = at
             created = state.created_at_ms if state.created_at_ms is not None else at
@@ -195,13 +246,43 @@ def _apply(state: TicketState, event: Event, outcome: TicketOutcome) -> None:
             )
     elif kind == "ticket.status_changed":
         _set_status(state, body["status"], at)
-    elif kind in _STATUS_SET_BY_TYPE:
-        _set_status(state, _STATUS_SET_BY_TYPE[kind], at)
+    elif kind == "ticket.solved":
+        _set_status(state, "solved", at)
+        created = state.created_at_ms if state.created_at_ms is not None else at
+        first = state.first_solved_at_ms is None
+        state.solved_at_ms = at
+        if first:
+            state.first_solved_at_ms = at
+        settled = body.get("settled_amount") or {}
+        fact(
+            "solved",
+            # First resolution: to the first solve. Full resolution is counted at close.
+            seconds=max(0, at - created) / 1000.0 if first else None,
+            method=body.get("method"),
+            touches=state.agent_replies,
+            amount=settled.get("value"),
+            currency=settled.get("currency"),
+        )
+    elif kind == "ticket.reopened":
+        _set_status(state, "open", at)
+        fact("reopened")
+    elif kind == "ticket.closed":
+        _set_status(state, "closed", at)
+        created = state.created_at_ms if state.created_at_ms is not None else at
+        # A closed ticket cannot be reopened: its latest solve is its final one.
+        solved = state.solved_at_ms if state.solved_at_ms is not None else at
+        fact("closed", seconds=max(0, solved - created) / 1000.0)
+    elif kind == "ticket.escalated":
+        fact("escalated")
+    elif kind == "survey.csat":
+        fact("csat", score=int(body["score"]))
+    elif kind == "survey.nps":
+        fact("nps", score=int(body["score"]))
     elif kind == "ticket.assigned":
         _set_queue(state, body.get("queue"), at)
     elif kind == "ticket.priority_changed":
         _set_priority(state, body.get("priority"), at)
-    # Surveys, escalations and self-service sessions change no ticket fact used here.
+    # Self-service sessions with a ticket change nothing of the ticket.
 
 
 def _set_status(state: TicketState, status: str, at: int) -> None:

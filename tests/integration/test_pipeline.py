@@ -253,6 +253,34 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         ("1h", "shipping", "low"): 1,
     }
 
+    # H4, H6, H7, H9, H10, H13: counted once per event, duplicates excluded.
+    def by(name: str, *labels: str) -> dict[tuple[str, ...], float]:
+        return {tuple(lab[k] for k in labels): v for lab, v in metrics.get(name, []) if v}
+
+    assert total(metrics, "kpistream_tickets_created_total") == 8  # T1-T5 and W0-W2
+    assert by("kpistream_tickets_solved_total", "queue", "priority", "method") == {
+        ("billing", "normal", "phone"): 1,
+        ("shipping", "low", "agent"): 1,
+    }
+    assert by("kpistream_tickets_reopened_total", "queue", "priority") == {("shipping", "low"): 1}
+    assert by("kpistream_csat_responses_total", "queue", "score") == {("returns", "5"): 1}
+    assert by("kpistream_resolution_seconds_sum", "queue", "priority", "kind") == {
+        ("billing", "normal", "first"): 7170.0,  # T3: created 09:00:30, solved 11:00:00
+        ("shipping", "low", "first"): 260.0,  # T4: created 09:00:40, solved 09:05:00
+        ("general", "low", "full"): 3.0,  # W0-W2: closed one second after creation
+    }
+    # Public agent replies: T1 one (not the note, the acknowledgement or the duplicate),
+    # T2 one, T3 one, T4 two.
+    assert total(metrics, "kpistream_agent_replies_total") == 5
+    assert by("kpistream_touches_per_solved_ticket_count", "queue") == {
+        ("billing",): 1,
+        ("shipping",): 1,
+    }
+    assert by("kpistream_touches_per_solved_ticket_sum", "queue") == {
+        ("billing",): 1,
+        ("shipping",): 1,
+    }
+
     # Pipeline health.
     assert total(metrics, "kpistream_partitions_owned") == 3
     assert total(metrics, "kpistream_consumer_lag_records") == 0

@@ -110,3 +110,39 @@ def test_agent_shift_duplicates_are_dropped_within_the_agent_scope(
     assert first.event is not None
     assert second.duplicate
     assert scopes == {"agent:a-1": ["s1"]}
+
+
+def test_selfservice_nps_and_settled_value_are_counted(runtime: WorkerRuntime) -> None:
+    tickets: dict[str, Any] = {}
+    session = {
+        "event_id": "ss1",
+        "type": "selfservice.session",
+        "occurred_at": "2026-11-24T09:00:00Z",
+        "customer_id": "c-9",
+        "screens": 3,
+        "clicks": 7,
+        "succeeded": True,
+    }
+    events = [
+        created("T1", T0),
+        ticket_event("survey.nps", "T1", T0 + MINUTE, score=10),
+        ticket_event("survey.nps", "T1", T0 + MINUTE, score=3),
+        ticket_event(
+            "ticket.solved",
+            "T1",
+            T0 + 2 * MINUTE,
+            method="agent",
+            settled_amount={"value": "19.99", "currency": "DKK"},
+        ),
+    ]
+    for event in events:
+        runtime.process_helpdesk(raw(event), 0, tickets, {}, now_ms=0)
+    scopes: dict[str, Any] = {}
+    for _ in range(2):  # the second is a duplicate
+        runtime.process_helpdesk(orjson.dumps(session), 0, tickets, scopes, now_ms=0)
+    metrics = scrape(runtime)
+    nps = {lab["category"]: v for lab, v in metrics["kpistream_nps_responses_total"]}
+    assert nps == {"promoter": 1.0, "detractor": 1.0}
+    assert metrics["kpistream_value_settled_total"] == [({"currency": "DKK"}, 19.99)]
+    assert metrics["kpistream_selfservice_sessions_total"] == [({"succeeded": "true"}, 1.0)]
+    assert metrics["kpistream_selfservice_clicks_sum"] == [({"succeeded": "true"}, 7.0)]

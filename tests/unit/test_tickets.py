@@ -118,3 +118,80 @@ def test_state_survives_serialisation() -> None:
     assert copy == state
     outcome = apply_ticket_event(copy, agent_reply("T1", T0 + 2 * MINUTE), lambda q: q)
     assert outcome.first_responses == []
+
+
+def facts(outcomes):
+    return [f for o in outcomes for f in o.facts]
+
+
+def test_solve_reopen_solve_close_gives_first_and_full_resolution() -> None:
+    _, outcomes = run(
+        [
+            created("T1", T0, subject_kind="complaint"),
+            agent_reply("T1", T0 + HOUR, handle_seconds=120),
+            ticket_event("ticket.solved", "T1", T0 + 2 * HOUR, method="agent"),
+            ticket_event("ticket.reopened", "T1", T0 + 3 * HOUR),
+            agent_reply("T1", T0 + 4 * HOUR),
+            ticket_event(
+                "ticket.solved",
+                "T1",
+                T0 + 5 * HOUR,
+                method="phone",
+                settled_amount={"value": "12.50", "currency": "EUR"},
+            ),
+            ticket_event("ticket.closed", "T1", T0 + 9 * HOUR),
+        ]
+    )
+    kinds = [f.kind for f in facts(outcomes)]
+    assert kinds == [
+        "created",
+        "agent_reply",
+        "solved",
+        "reopened",
+        "agent_reply",
+        "solved",
+        "closed",
+    ]
+    solved = [f for f in facts(outcomes) if f.kind == "solved"]
+    assert solved[0].seconds == 2 * 3600  # first resolution, at the first solve
+    assert solved[0].touches == 1
+    assert solved[1].seconds is None  # not a first resolution
+    assert (solved[1].method, solved[1].amount, solved[1].currency) == ("phone", "12.50", "EUR")
+    closed = [f for f in facts(outcomes) if f.kind == "closed"]
+    assert closed[0].seconds == 5 * 3600  # full resolution: to the final solve
+    assert all(f.complaint for f in facts(outcomes))
+    assert facts(outcomes)[1].seconds == 120  # handle time of the reply
+
+
+def test_surveys_and_escalations_are_facts_once() -> None:
+    csat = ticket_event("survey.csat", "T1", T0 + HOUR, score=4)
+    _, outcomes = run(
+        [
+            created("T1", T0, queue="returns"),
+            ticket_event("ticket.escalated", "T1", T0 + 1, level=1),
+            csat,
+            csat,
+            ticket_event("survey.nps", "T1", T0 + HOUR, score=9),
+        ]
+    )
+    got = [(f.kind, f.queue, f.score) for f in facts(outcomes)]
+    assert got == [
+        ("created", "returns", None),
+        ("escalated", "returns", None),
+        ("csat", "returns", 4),
+        ("nps", "returns", 9),
+    ]
+
+
+def test_internal_notes_and_customer_replies_are_not_touches() -> None:
+    _, outcomes = run(
+        [
+            created("T1", T0),
+            agent_reply("T1", T0 + 1, public=False),
+            ticket_event("ticket.replied", "T1", T0 + 2, author="customer", public=True),
+            ticket_event("ticket.solved", "T1", T0 + 3, method="automation"),
+        ]
+    )
+    solved = [f for f in facts(outcomes) if f.kind == "solved"]
+    assert solved[0].touches == 0
+    assert [f.kind for f in facts(outcomes)].count("agent_reply") == 0
