@@ -74,7 +74,9 @@ def register_agents(
             for tp in app.assignor.assigned_actives()
             if tp.topic == runtime.settings.helpdesk_topic
         ]
-        runtime.load_partitions(actives, list(tables.kpi_state.items()))
+        runtime.load_partitions(
+            actives, list(tables.kpi_state.items()), list(tables.tickets.items())
+        )
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 
     def highwater(topic: str, partition: int) -> int | None:

@@ -8,6 +8,7 @@ passed in as mutable mappings; the agent hands in Faust tables, tests hand in di
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,17 @@ from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetri
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
 from stream.kpi.partition import PartitionKpis, PieceId
+from stream.kpi.sla import (
+    FIRST_RESPONSE,
+    RESOLUTION,
+    SlaIndex,
+    attainment,
+    open_clocks,
+    sla_priority,
+)
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
 from stream.kpi.surveys import nps_category
-from stream.kpi.tickets import TicketFact, TicketState, apply_ticket_event
+from stream.kpi.tickets import TicketFact, TicketOutcome, TicketState, apply_ticket_event
 from stream.settings import Settings
 
 # Events with no ticket (agent shifts, anonymous self-service) are deduplicated within a
@@ -84,6 +93,11 @@ class WorkerRuntime:
         # Closed windows whose table entries must be deleted by the next event of their
         # partition (Faust writes a changelog record only from inside stream iteration).
         self.pending_deletes: dict[int, set[str]] = {}
+        self.sla_policy = settings.sla_policy()
+        self.sla: dict[int, SlaIndex] = {}
+        # Breaches counted by the clock (no event): flagged in the ticket's state by the
+        # partition's next event, so a later answer does not count the ticket again.
+        self.pending_breaches: dict[int, set[tuple[str, str]]] = {}
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
@@ -96,7 +110,12 @@ class WorkerRuntime:
             relative_accuracy=self.settings.sketch_relative_accuracy,
         )
 
-    def load_partitions(self, active: Iterable[int], state: Iterable[tuple[str, Any]]) -> None:
+    def load_partitions(
+        self,
+        active: Iterable[int],
+        state: Iterable[tuple[str, Any]],
+        tickets: Iterable[tuple[str, Any]] = (),
+    ) -> None:
         """Rebuild the in-memory aggregates of the active partitions from table state.
 
         Called when a rebalance completes (after changelog recovery), so the gauges are
@@ -117,6 +136,13 @@ class WorkerRuntime:
                 kpis.load_piece(parse_piece_key(rest), value)
         self.partitions = rebuilt
         self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
+        self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
+        self.sla = {p: SlaIndex() for p in wanted}
+        for ticket_id, stored in tickets:
+            if stored is not None and stored.get("_partition") in wanted:
+                ticket = TicketState.from_dict(stored)
+                clocks = open_clocks(ticket, self.sla_policy, self._ticket_queue(ticket))
+                self.sla[stored["_partition"]].update(ticket_id, clocks)
 
     def partition(self, number: int) -> PartitionKpis:
         kpis = self.partitions.get(number)
@@ -157,7 +183,11 @@ class WorkerRuntime:
             outcome = apply_ticket_event(state, event, self.queue_labels.label)
             result.duplicate = outcome.duplicate
             if not outcome.duplicate:
-                tickets[ticket_id] = outcome.state.to_dict()
+                stored = outcome.state.to_dict()
+                # The partition lets a rebalance rebuild the SLA clocks it owns.
+                stored["_partition"] = partition
+                tickets[ticket_id] = stored
+                self._track_sla(partition, ticket_id, outcome)
                 late_before = kpis.late_first_responses_total
                 changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
                 late = kpis.late_first_responses_total - late_before
@@ -195,7 +225,73 @@ class WorkerRuntime:
             self.metrics.last_event_timestamp.labels(topic).set(event.occurred_at_ms / 1000.0)
         for key in self.pending_deletes.pop(partition, ()):
             result.state_writes[key] = None
+        self._flag_breaches(partition, tickets)
         return result
+
+    # --- SLA clocks -----------------------------------------------------------------
+    def _ticket_queue(self, ticket: TicketState) -> str:
+        return self.queue_labels.label(ticket.queue or "unknown")
+
+    def _breach_counted(self, partition: int, ticket: TicketState, sla: str) -> bool:
+        pending = self.pending_breaches.get(partition, set())
+        return sla in ticket.sla_breached or (ticket.ticket_id, sla) in pending
+
+    def _track_sla(self, partition: int, ticket_id: str, outcome: TicketOutcome) -> None:
+        """Count the SLA outcomes of clocks this event stopped; re-derive its clocks."""
+        ticket = outcome.state
+        queue, priority = self._ticket_queue(ticket), sla_priority(ticket)
+        stopped = [(FIRST_RESPONSE, r.latency_ms) for r in outcome.first_responses]
+        stopped += [
+            (RESOLUTION, round(f.seconds * 1000))
+            for f in outcome.facts
+            if f.kind == "solved" and f.seconds is not None
+        ]
+        for sla, elapsed_ms in stopped:
+            target = self.sla_policy.target_ms(sla, priority)
+            result = attainment(elapsed_ms, target, self._breach_counted(partition, ticket, sla))
+            if result is not None:
+                self.metrics.sla.labels(sla, queue, priority, result).inc()
+        index = self.sla.setdefault(partition, SlaIndex())
+        index.update(ticket_id, open_clocks(ticket, self.sla_policy, queue))
+
+    def _sla_now_ms(self, partition: int, wall: int) -> int | None:
+        """A partition's SLA clock: its newest event time, and in live mode the wall clock."""
+        kpis = self.partitions.get(partition)
+        newest = kpis.max_event_ms if kpis is not None else None
+        if self.settings.live:
+            return wall if newest is None else max(newest, wall)
+        return newest
+
+    def expire_sla(self, wall: int) -> int:
+        """Count the breaches of clocks that ran out with no event to stop them."""
+        expired = 0
+        for number, index in self.sla.items():
+            now = self._sla_now_ms(number, wall)
+            if now is None:
+                continue
+            pending = self.pending_breaches.setdefault(number, set())
+            for clock in index.expire(now, pending):
+                self.metrics.sla.labels(clock.sla, clock.queue, clock.priority, "breached").inc()
+                pending.add((clock.ticket_id, clock.sla))
+                expired += 1
+        return expired
+
+    def _flag_breaches(self, partition: int, tickets: MutableMapping[str, Any]) -> None:
+        """Write the clock-counted breaches into their tickets (inside stream iteration,
+        where a table write reaches the changelog of this partition)."""
+        for ticket_id, sla in self.pending_breaches.pop(partition, set()):
+            stored = tickets.get(ticket_id)
+            if stored is None:
+                continue
+            ticket = TicketState.from_dict(stored)
+            if sla not in ticket.sla_breached:
+                ticket.sla_breached.append(sla)
+            updated = ticket.to_dict()
+            updated["_partition"] = partition
+            tickets[ticket_id] = updated
+            self.sla.setdefault(partition, SlaIndex()).update(
+                ticket_id, open_clocks(ticket, self.sla_policy, self._ticket_queue(ticket))
+            )
 
     def _count_facts(self, facts: list[TicketFact]) -> None:
         m = self.metrics
@@ -250,8 +346,11 @@ class WorkerRuntime:
 
     # --- time ---------------------------------------------------------------------
     def close_windows(self, now_ms: int | None = None) -> int:
-        """Close every window the watermark has passed, on every owned partition."""
-        clock = (wall_ms() if now_ms is None else now_ms) if self.settings.live else None
+        """Close every window the watermark has passed, on every owned partition, and
+        count the SLA breaches of clocks that ran out."""
+        wall = wall_ms() if now_ms is None else now_ms
+        self.expire_sla(wall)
+        clock = wall if self.settings.live else None
         closed = 0
         for number, kpis in self.partitions.items():
             for window in kpis.close_windows(clock):
@@ -272,8 +371,18 @@ class WorkerRuntime:
         self._highwater = highwater
 
     def snapshot(self) -> KpiSnapshot:
-        clock = wall_ms() if self.settings.live else None
-        return build_snapshot(self.partitions, clock, self.settings.sketch_relative_accuracy)
+        wall = wall_ms()
+        sla_clocks: Counter[tuple[str, str, str, str]] = Counter()
+        for number, index in self.sla.items():
+            now = self._sla_now_ms(number, wall)
+            if now is not None:
+                sla_clocks.update(index.counts(now, self.sla_policy.warn_ms))
+        return build_snapshot(
+            self.partitions,
+            wall if self.settings.live else None,
+            self.settings.sketch_relative_accuracy,
+            sla_clocks,
+        )
 
     def progress(self) -> list[PartitionProgress]:
         now = wall_ms()

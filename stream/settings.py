@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stream.kpi.sla import SlaPolicy
 from stream.kpi.windows import parse_duration_ms
 
 
@@ -83,6 +84,14 @@ class Settings(BaseSettings):
         True, description="close windows by the wall clock too (false for replays of history)"
     )
     max_message_bytes: int = Field(1_000_000, ge=1024)
+    sla_first_response: str = Field(
+        "urgent=1h,high=4h,normal=24h,low=48h",
+        description="H3 first-response targets per priority",
+    )
+    sla_resolution: str = Field(
+        "urgent=48h,high=48h,normal=48h,low=48h", description="H5 resolution targets per priority"
+    )
+    sla_warn: str = Field("15m", description="horizon of the 'will breach soon' gauge")
 
     @classmethod
     def settings_customise_sources(
@@ -109,8 +118,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_durations(self) -> Settings:
-        for text in (*self.windows, self.grace):
+        for text in (*self.windows, self.grace, self.sla_warn):
             parse_duration_ms(text)  # raises ValueError naming the bad text
+        parse_targets(self.sla_first_response)
+        parse_targets(self.sla_resolution)
         if not self.windows:
             raise ValueError("windows: at least one window size is needed")
         return self
@@ -123,6 +134,13 @@ class Settings(BaseSettings):
     @property
     def grace_ms(self) -> int:
         return parse_duration_ms(self.grace)
+
+    def sla_policy(self) -> SlaPolicy:
+        return SlaPolicy(
+            first_response_ms=parse_targets(self.sla_first_response),
+            resolution_ms=parse_targets(self.sla_resolution),
+            warn_ms=parse_duration_ms(self.sla_warn),
+        )
 
     @property
     def broker_url(self) -> str:
@@ -138,6 +156,23 @@ class Settings(BaseSettings):
             TopicSpec(self.kpi_topic, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.dlq_topic, 1, {"retention.ms": str(14 * 24 * 3600 * 1000)}),
         ]
+
+
+def parse_targets(text: str) -> dict[str, int]:
+    """'urgent=1h,high=4h,normal=24h,low=48h' -> {priority: milliseconds}."""
+    targets: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, duration = part.partition("=")
+        if not sep or name.strip() not in ("urgent", "high", "normal", "low"):
+            raise ValueError(
+                f"SLA target {part.strip()!r} is not <priority>=<duration> with priority "
+                "urgent, high, normal or low"
+            )
+        targets[name.strip()] = parse_duration_ms(duration.strip())
+    missing = {"urgent", "high", "normal", "low"} - set(targets)
+    if missing:
+        raise ValueError(f"SLA targets {text!r} miss priorities {sorted(missing)}")
+    return targets
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -193,6 +193,13 @@ class PipelineMetrics:
             buckets=COUNT_BUCKETS,
             registry=registry,
         )
+        self.sla = Counter(
+            "kpistream_sla",
+            "H3/H5: SLA outcomes, counted once per ticket and SLA: met when the clock stops "
+            "within the target, breached the moment it passes the target.",
+            ["sla", "queue", "priority", "result"],
+            registry=registry,
+        )
         self.last_event_timestamp = Gauge(
             "kpistream_last_event_timestamp_seconds",
             "Event time (occurred_at) of the newest event processed, as a Unix timestamp.",
@@ -291,6 +298,21 @@ def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
             if value is not None:
                 overall.add_metric([window, percentile_label(q)], value)
     yield from (by_dims, overall, counts, ends)
+
+    breaching = GaugeMetricFamily(
+        "kpistream_sla_breaching_tickets",
+        "H3/H5: open tickets whose SLA clock has passed its target, now.",
+        labels=["sla", "queue", "priority"],
+    )
+    at_risk = GaugeMetricFamily(
+        "kpistream_sla_at_risk_tickets",
+        "H3/H5: open tickets whose SLA clock reaches its target within the warning horizon.",
+        labels=["sla", "queue", "priority"],
+    )
+    for (sla, queue, priority, state), n in sorted(snap.sla_clocks.items()):
+        family = breaching if state == "breaching" else at_risk
+        family.add_metric([sla, queue, priority], n)
+    yield from (breaching, at_risk)
 
 
 def _progress_families(progress: list[PartitionProgress]) -> Iterator[GaugeMetricFamily]:

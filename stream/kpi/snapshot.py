@@ -39,12 +39,15 @@ class KpiSnapshot:
     first_response_windows: dict[int, WindowSummary]  # by window size
     late_first_responses_total: int
     watermarks_ms: dict[int, int | None] = field(default_factory=dict)
+    # (sla, queue, priority, 'breaching' | 'at_risk') -> running clocks
+    sla_clocks: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
 
 
 def build_snapshot(
     parts: Mapping[int, PartitionKpis],
     now_ms: int | None,
     relative_accuracy: float = 0.01,
+    sla_clocks: Mapping[tuple[str, str, str, str], int] | None = None,
 ) -> KpiSnapshot:
     """Merge the given partitions into one snapshot.
 
@@ -85,4 +88,5 @@ def build_snapshot(
         first_response_windows=windows,
         late_first_responses_total=late,
         watermarks_ms=watermarks,
+        sla_clocks=dict(sla_clocks or {}),
     )

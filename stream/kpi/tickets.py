@@ -69,6 +69,9 @@ class TicketState:
     priority_at_ms: int = -(2**62)
     first_response_at_ms: int | None = None
     subject_kind: str | None = None
+    sla_priority: str | None = None  # the priority when the SLA clocks started
+    # SLAs whose breach was already counted when their clock ran out (never twice).
+    sla_breached: list[str] = field(default_factory=list)
     solved_at_ms: int | None = None  # the latest solve
     first_solved_at_ms: int | None = None
     agent_replies: int = 0  # public agent replies ("touches")
@@ -94,6 +97,8 @@ class TicketState:
             "priority_at_ms": self.priority_at_ms,
             "first_response_at_ms": self.first_response_at_ms,
             "subject_kind": self.subject_kind,
+            "sla_priority": self.sla_priority,
+            "sla_breached": self.sla_breached,
             "solved_at_ms": self.solved_at_ms,
             "first_solved_at_ms": self.first_solved_at_ms,
             "agent_replies": self.agent_replies,
@@ -118,6 +123,8 @@ class TicketState:
             priority_at_ms=data.get("priority_at_ms", -(2**62)),
             first_response_at_ms=data.get("first_response_at_ms"),
             subject_kind=data.get("subject_kind"),
+            sla_priority=data.get("sla_priority"),
+            sla_breached=list(data.get("sla_breached", [])),
             solved_at_ms=data.get("solved_at_ms"),
             first_solved_at_ms=data.get("first_solved_at_ms"),
             agent_replies=data.get("agent_replies", 0),
@@ -224,6 +231,7 @@ def _apply(
         state.subject_kind = body.get("subject_kind")
         _set_queue(state, body.get("queue"), at)
         _set_priority(state, body.get("priority"), at)
+        state.sla_priority = body.get("priority")
         _set_status(state, "new", at)
         fact("created")
     elif kind == "ticket.replied":

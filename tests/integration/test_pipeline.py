@@ -80,6 +80,7 @@ def known_stream() -> list[tuple[int, bytes]]:
     ]
     p2 = [
         t3,
+        created("e6", "T6", T0 + 10 * S, "technical", "urgent"),  # never answered
         reply("e30", "T3", T0 + 30 * S + 3600 * S),  # first response: 3600 s
         ev("e31", "ticket.solved", "T3", T0 + 2 * 3600 * S, method="phone"),
     ]
@@ -128,6 +129,7 @@ EXPECTED_ACTIVE = {
     ("technical", "high", "new"): 1,
     ("shipping", "low", "open"): 1,
     ("returns", "normal", "new"): 1,
+    ("technical", "urgent", "new"): 1,
 }
 # (queue, priority) -> first-response seconds
 EXPECTED_FIRST_RESPONSES = {
@@ -257,7 +259,7 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     def by(name: str, *labels: str) -> dict[tuple[str, ...], float]:
         return {tuple(lab[k] for k in labels): v for lab, v in metrics.get(name, []) if v}
 
-    assert total(metrics, "kpistream_tickets_created_total") == 8  # T1-T5 and W0-W2
+    assert total(metrics, "kpistream_tickets_created_total") == 9  # T1-T6 and W0-W2
     assert by("kpistream_tickets_solved_total", "queue", "priority", "method") == {
         ("billing", "normal", "phone"): 1,
         ("shipping", "low", "agent"): 1,
@@ -280,6 +282,22 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         ("billing",): 1,
         ("shipping",): 1,
     }
+
+    # H3/H5: every answered or solved ticket met its target; T6 (urgent, created 09:00:10)
+    # was never answered and breached when its partition's event time passed 10:00:10.
+    assert by("kpistream_sla_total", "sla", "queue", "priority", "result") == {
+        ("first_response", "billing", "urgent", "met"): 1,
+        ("first_response", "technical", "high", "met"): 1,
+        ("first_response", "billing", "normal", "met"): 1,
+        ("first_response", "shipping", "low", "met"): 1,
+        ("first_response", "technical", "urgent", "breached"): 1,
+        ("resolution", "billing", "normal", "met"): 1,
+        ("resolution", "shipping", "low", "met"): 1,
+    }
+    assert by("kpistream_sla_breaching_tickets", "sla", "queue", "priority") == {
+        ("first_response", "technical", "urgent"): 1
+    }
+    assert not by("kpistream_sla_at_risk_tickets", "sla")
 
     # Pipeline health.
     assert total(metrics, "kpistream_partitions_owned") == 3

@@ -63,3 +63,13 @@ def test_bad_values_name_the_key(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=named):
         load_settings()
+
+
+def test_sla_targets_parse_and_bad_ones_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KPI_SLA_FIRST_RESPONSE", "urgent=30m,high=2h,normal=8h,low=1d")
+    policy = load_settings().sla_policy()
+    assert policy.first_response_ms["urgent"] == 30 * 60_000
+    assert policy.resolution_ms["low"] == 48 * 3_600_000
+    monkeypatch.setenv("KPI_SLA_FIRST_RESPONSE", "urgent=30m,critical=1h")
+    with pytest.raises(SettingsError, match="critical"):
+        load_settings()
