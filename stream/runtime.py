@@ -24,8 +24,8 @@ from stream.kpi.sla import (
     FIRST_RESPONSE,
     RESOLUTION,
     SlaIndex,
-    attainment,
     open_clocks,
+    settle_stopped_clocks,
     sla_priority,
 )
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
@@ -183,11 +183,11 @@ class WorkerRuntime:
             outcome = apply_ticket_event(state, event, self.queue_labels.label)
             result.duplicate = outcome.duplicate
             if not outcome.duplicate:
+                self._track_sla(partition, ticket_id, outcome)
                 stored = outcome.state.to_dict()
                 # The partition lets a rebalance rebuild the SLA clocks it owns.
                 stored["_partition"] = partition
                 tickets[ticket_id] = stored
-                self._track_sla(partition, ticket_id, outcome)
                 late_before = kpis.late_first_responses_total
                 changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
                 late = kpis.late_first_responses_total - late_before
@@ -237,20 +237,18 @@ class WorkerRuntime:
         return sla in ticket.sla_breached or (ticket.ticket_id, sla) in pending
 
     def _track_sla(self, partition: int, ticket_id: str, outcome: TicketOutcome) -> None:
-        """Count the SLA outcomes of clocks this event stopped; re-derive its clocks."""
+        """Count the results of the clocks this event stopped; re-derive the running ones."""
         ticket = outcome.state
+        pending = self.pending_breaches.get(partition, set())
+        for sla in (FIRST_RESPONSE, RESOLUTION):
+            # A breach counted by the clock and not yet written: this write records it.
+            if (ticket_id, sla) in pending:
+                pending.discard((ticket_id, sla))
+                if sla not in ticket.sla_breached:
+                    ticket.sla_breached.append(sla)
         queue, priority = self._ticket_queue(ticket), sla_priority(ticket)
-        stopped = [(FIRST_RESPONSE, r.latency_ms) for r in outcome.first_responses]
-        stopped += [
-            (RESOLUTION, round(f.seconds * 1000))
-            for f in outcome.facts
-            if f.kind == "solved" and f.seconds is not None
-        ]
-        for sla, elapsed_ms in stopped:
-            target = self.sla_policy.target_ms(sla, priority)
-            result = attainment(elapsed_ms, target, self._breach_counted(partition, ticket, sla))
-            if result is not None:
-                self.metrics.sla.labels(sla, queue, priority, result).inc()
+        for sla, result in settle_stopped_clocks(ticket, self.sla_policy):
+            self.metrics.sla.labels(sla, queue, priority, result).inc()
         index = self.sla.setdefault(partition, SlaIndex())
         index.update(ticket_id, open_clocks(ticket, self.sla_policy, queue))
 
@@ -263,10 +261,17 @@ class WorkerRuntime:
         return newest
 
     def expire_sla(self, wall: int) -> int:
-        """Count the breaches of clocks that ran out with no event to stop them."""
+        """Count the breaches of clocks that ran out with no event to stop them.
+
+        Counted once the partition's watermark has passed the deadline, so an answer
+        that was in time but arrives late (within grace) is still counted as met. The
+        breaching gauge does not wait: it follows the newest event time (and the wall
+        clock in live mode).
+        """
         expired = 0
         for number, index in self.sla.items():
-            now = self._sla_now_ms(number, wall)
+            kpis = self.partitions.get(number)
+            now = kpis.watermark_ms(wall if self.settings.live else None) if kpis else None
             if now is None:
                 continue
             pending = self.pending_breaches.setdefault(number, set())

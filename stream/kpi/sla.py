@@ -63,49 +63,69 @@ def sla_priority(state: TicketState) -> str:
     return state.sla_priority or state.priority or "normal"
 
 
-def open_clocks(state: TicketState, policy: SlaPolicy, queue: str) -> list[Clock]:
-    """The running clocks of a ticket, derived from its state.
+def _stop(state: TicketState, sla: str) -> tuple[int | None, bool]:
+    """When the clock stopped (None: still running) and whether by its answer.
 
-    A first-response clock runs from creation until the first public agent reply; a
-    resolution clock until the first solve. A ticket solved or closed without a reply
-    stops its first-response clock without a result (there is nothing to attain).
+    First response stops at the first public agent reply, or without an answer at the
+    first solve or close; resolution stops at the first solve, or at a close without one.
     """
-    if state.created_at_ms is None or state.status == "closed":
+    answer = state.first_response_at_ms if sla == FIRST_RESPONSE else state.first_solved_at_ms
+    others = (
+        (state.first_solved_at_ms, state.closed_at_ms)
+        if sla == FIRST_RESPONSE
+        else (state.closed_at_ms,)
+    )
+    times = [t for t in (answer, *others) if t is not None]
+    if not times:
+        return None, False
+    stop = min(times)
+    return stop, answer is not None and answer == stop
+
+
+def settle_stopped_clocks(state: TicketState, policy: SlaPolicy) -> list[tuple[str, str]]:
+    """Results of the clocks that have stopped since the last call, recorded in the state.
+
+    'met': stopped by its answer within the target. 'breached': stopped after the target,
+    unless the breach was already counted when the clock ran out. A clock stopped within
+    the target without an answer (a ticket solved with no reply) has no result.
+    """
+    created = state.created_at_ms
+    if created is None:
+        return []
+    results = []
+    priority = sla_priority(state)
+    for sla in (FIRST_RESPONSE, RESOLUTION):
+        if sla in state.sla_done:
+            continue
+        stop, answered = _stop(state, sla)
+        if stop is None:
+            continue
+        state.sla_done.append(sla)
+        if stop - created > policy.target_ms(sla, priority):
+            if sla not in state.sla_breached:
+                results.append((sla, "breached"))
+        elif answered:
+            results.append((sla, "met"))
+    return results
+
+
+def open_clocks(state: TicketState, policy: SlaPolicy, queue: str) -> list[Clock]:
+    """The running clocks of a ticket: created, and not yet settled."""
+    if state.created_at_ms is None:
         return []
     priority = sla_priority(state)
-    breached = set(state.sla_breached)
-    clocks = []
-    if state.first_response_at_ms is None and state.first_solved_at_ms is None:
-        clocks.append(
-            Clock(
-                state.ticket_id,
-                FIRST_RESPONSE,
-                queue,
-                priority,
-                state.created_at_ms + policy.target_ms(FIRST_RESPONSE, priority),
-                FIRST_RESPONSE in breached,
-            )
+    return [
+        Clock(
+            state.ticket_id,
+            sla,
+            queue,
+            priority,
+            state.created_at_ms + policy.target_ms(sla, priority),
+            sla in state.sla_breached,
         )
-    if state.first_solved_at_ms is None:
-        clocks.append(
-            Clock(
-                state.ticket_id,
-                RESOLUTION,
-                queue,
-                priority,
-                state.created_at_ms + policy.target_ms(RESOLUTION, priority),
-                RESOLUTION in breached,
-            )
-        )
-    return clocks
-
-
-def attainment(elapsed_ms: int, target_ms: int, breach_counted: bool) -> str | None:
-    """The result to count when a clock stops: 'met', 'breached', or None when the
-    breach was already counted the moment the clock ran out."""
-    if elapsed_ms <= target_ms:
-        return "met"
-    return None if breach_counted else "breached"
+        for sla in (FIRST_RESPONSE, RESOLUTION)
+        if sla not in state.sla_done and _stop(state, sla)[0] is None
+    ]
 
 
 @dataclass

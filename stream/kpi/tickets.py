@@ -72,6 +72,9 @@ class TicketState:
     sla_priority: str | None = None  # the priority when the SLA clocks started
     # SLAs whose breach was already counted when their clock ran out (never twice).
     sla_breached: list[str] = field(default_factory=list)
+    # SLAs whose clock has stopped and whose result has been counted.
+    sla_done: list[str] = field(default_factory=list)
+    closed_at_ms: int | None = None  # the first close
     solved_at_ms: int | None = None  # the latest solve
     first_solved_at_ms: int | None = None
     agent_replies: int = 0  # public agent replies ("touches")
@@ -99,6 +102,8 @@ class TicketState:
             "subject_kind": self.subject_kind,
             "sla_priority": self.sla_priority,
             "sla_breached": self.sla_breached,
+            "sla_done": self.sla_done,
+            "closed_at_ms": self.closed_at_ms,
             "solved_at_ms": self.solved_at_ms,
             "first_solved_at_ms": self.first_solved_at_ms,
             "agent_replies": self.agent_replies,
@@ -125,6 +130,8 @@ class TicketState:
             subject_kind=data.get("subject_kind"),
             sla_priority=data.get("sla_priority"),
             sla_breached=list(data.get("sla_breached", [])),
+            sla_done=list(data.get("sla_done", [])),
+            closed_at_ms=data.get("closed_at_ms"),
             solved_at_ms=data.get("solved_at_ms"),
             first_solved_at_ms=data.get("first_solved_at_ms"),
             agent_replies=data.get("agent_replies", 0),
@@ -244,7 +251,7 @@ def _apply(
             created = state.created_at_ms if state.created_at_ms is not None else at
             outcome.first_responses.append(
                 FirstResponse(
-                    queue=state.counted_as[0] if state.counted_as else (state.queue or "unknown"),
+                    queue=queue_label(state.queue or "unknown"),
                     priority=state.priority or "normal",
                     responded_at_ms=at,
                     # A reply stamped before the creation (producer clock skew) counts as
@@ -276,6 +283,8 @@ def _apply(
         fact("reopened")
     elif kind == "ticket.closed":
         _set_status(state, "closed", at)
+        if state.closed_at_ms is None:
+            state.closed_at_ms = at
         created = state.created_at_ms if state.created_at_ms is not None else at
         # A closed ticket cannot be reopened: its latest solve is its final one.
         solved = state.solved_at_ms if state.solved_at_ms is not None else at

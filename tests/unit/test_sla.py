@@ -3,8 +3,8 @@ from stream.kpi.sla import (
     RESOLUTION,
     SlaIndex,
     SlaPolicy,
-    attainment,
     open_clocks,
+    settle_stopped_clocks,
 )
 from stream.kpi.tickets import apply_ticket_event
 from tests.unit.helpers import HOUR, MINUTE, T0, agent_reply, created, ticket_event
@@ -48,10 +48,64 @@ def test_answer_stops_the_first_response_clock_and_solve_the_resolution_clock() 
     assert open_clocks(solved, POLICY, "q") == []
 
 
-def test_attainment_counts_a_breach_once() -> None:
-    assert attainment(HOUR, HOUR, breach_counted=False) == "met"  # at the target is met
-    assert attainment(HOUR + 1, HOUR, breach_counted=False) == "breached"
-    assert attainment(HOUR + 1, HOUR, breach_counted=True) is None
+def settle(*events, breached=()):
+    state = None
+    results = []
+    for event in events:
+        state = apply_ticket_event(state, event, lambda q: q).state
+        state.sla_breached.extend(b for b in breached if b not in state.sla_breached)
+        results += settle_stopped_clocks(state, POLICY)
+    return results
+
+
+def test_reply_at_the_target_is_met_and_after_it_breached() -> None:
+    assert settle(created("T1", T0, priority="urgent"), agent_reply("T1", T0 + HOUR)) == [
+        (FIRST_RESPONSE, "met")
+    ]
+    assert settle(created("T1", T0, priority="urgent"), agent_reply("T1", T0 + HOUR + 1)) == [
+        (FIRST_RESPONSE, "breached")
+    ]
+
+
+def test_breach_already_counted_by_the_clock_is_not_counted_at_the_answer() -> None:
+    late = settle(
+        created("T1", T0, priority="urgent"),
+        agent_reply("T1", T0 + 2 * HOUR),
+        breached=[FIRST_RESPONSE],
+    )
+    assert late == []
+
+
+def test_solved_without_reply_stops_first_response_clock_without_result_in_time() -> None:
+    results = settle(
+        created("T1", T0, priority="urgent"),
+        ticket_event("ticket.solved", "T1", T0 + 30 * MINUTE, method="self_service"),
+        agent_reply("T1", T0 + 40 * MINUTE),  # after the solve: the clock had stopped
+    )
+    assert results == [(RESOLUTION, "met")]
+
+
+def test_solved_without_reply_after_the_target_breaches_first_response() -> None:
+    results = settle(
+        created("T1", T0, priority="urgent"),
+        ticket_event("ticket.solved", "T1", T0 + 2 * HOUR, method="automation"),
+    )
+    assert results == [(FIRST_RESPONSE, "breached"), (RESOLUTION, "met")]
+
+
+def test_closed_without_solve_after_two_days_breaches_resolution() -> None:
+    results = settle(
+        created("T1", T0, priority="low"),
+        agent_reply("T1", T0 + HOUR),
+        ticket_event("ticket.closed", "T1", T0 + 72 * HOUR),
+    )
+    assert results == [(FIRST_RESPONSE, "met"), (RESOLUTION, "breached")]
+
+
+def test_events_before_creation_settle_in_event_time() -> None:
+    # The reply arrives first, is kept, and settles when the ticket is created.
+    results = settle(agent_reply("T1", T0 + 10 * MINUTE), created("T1", T0, priority="urgent"))
+    assert results == [(FIRST_RESPONSE, "met")]
 
 
 def test_index_reports_breaching_and_at_risk_and_expires_once() -> None:

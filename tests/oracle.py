@@ -1,0 +1,133 @@
+"""The batch oracle: an obviously-correct reference for the help-desk KPIs.
+
+It shares no code with the streaming core. It takes every event at once, drops repeated
+event ids, sorts by event time and answers each KPI by looking at a ticket's whole
+history: "the latest status", "the earliest public agent reply", and so on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVE = {"new", "open", "pending", "on_hold"}
+FIRST_RESPONSE_TARGET_MS = {
+    "urgent": 3_600_000,
+    "high": 4 * 3_600_000,
+    "normal": 24 * 3_600_000,
+    "low": 48 * 3_600_000,
+}
+RESOLUTION_TARGET_MS = 48 * 3_600_000
+
+
+@dataclass
+class OracleResult:
+    active: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    first_response_seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    solved_by_method: Counter[str] = field(default_factory=Counter)
+    reopened: int = 0
+    csat_by_score: Counter[int] = field(default_factory=Counter)
+    sla: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # sla, priority, result
+    events: int = 0
+    duplicates: int = 0
+
+
+def _latest(history: list[dict[str, Any]], at_or_before: int | None, pick: Any) -> Any:
+    """The value of the latest event (by time) that sets it, optionally as of a time."""
+    value = None
+    for event in history:
+        if at_or_before is not None and event["t"] > at_or_before:
+            break
+        picked = pick(event)
+        if picked is not None:
+            value = picked
+    return value
+
+
+def _status(event: dict[str, Any]) -> str | None:
+    return {
+        "ticket.created": "new",
+        "ticket.solved": "solved",
+        "ticket.closed": "closed",
+        "ticket.reopened": "open",
+    }.get(event["type"]) or (event["status"] if event["type"] == "ticket.status_changed" else None)
+
+
+def _queue(event: dict[str, Any]) -> str | None:
+    return event.get("queue") if event["type"] in ("ticket.created", "ticket.assigned") else None
+
+
+def _priority(event: dict[str, Any]) -> str | None:
+    kinds = ("ticket.created", "ticket.priority_changed")
+    return event.get("priority") if event["type"] in kinds else None
+
+
+def compute(events: list[dict[str, Any]], watermark_ms: int) -> OracleResult:
+    """`events`: dicts with `t` (event time, ms) plus the event's JSON fields, in any
+    order, duplicates included. `watermark_ms`: the clock at the end, for SLA clocks
+    still running (breached if it has passed their target)."""
+    result = OracleResult()
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event["event_id"] in seen:
+            result.duplicates += 1
+            continue
+        seen.add(event["event_id"])
+        unique.append(event)
+    result.events = len(unique)
+    tickets: dict[str, list[dict[str, Any]]] = {}
+    for event in sorted(unique, key=lambda e: e["t"]):
+        tickets.setdefault(event["ticket_id"], []).append(event)
+
+    for history in tickets.values():
+        creations = [e for e in history if e["type"] == "ticket.created"]
+        if not creations:
+            continue
+        created = creations[0]["t"]
+        status = _latest(history, None, _status)
+        queue = _latest(history, None, _queue)
+        priority = _latest(history, None, _priority)
+        if status in ACTIVE:
+            result.active[(queue, priority, status)] += 1
+
+        replies = [
+            e["t"]
+            for e in history
+            if e["type"] == "ticket.replied" and e["author"] == "agent" and e["public"] is True
+        ]
+        first_reply = min(replies) if replies else None
+        if first_reply is not None:
+            dims = (_latest(history, first_reply, _queue), _latest(history, first_reply, _priority))
+            latency = max(0, first_reply - created) / 1000.0
+            result.first_response_seconds.setdefault(dims, []).append(latency)
+
+        solves = [e for e in history if e["type"] == "ticket.solved"]
+        result.solved_by_method.update(e["method"] for e in solves)
+        result.reopened += sum(1 for e in history if e["type"] == "ticket.reopened")
+        result.csat_by_score.update(e["score"] for e in history if e["type"] == "survey.csat")
+
+        sla_priority = creations[0]["priority"]
+        first_solve = min((e["t"] for e in solves), default=None)
+        first_close = min((e["t"] for e in history if e["type"] == "ticket.closed"), default=None)
+        clocks = (
+            (
+                "first_response",
+                first_reply,
+                (first_solve, first_close),
+                FIRST_RESPONSE_TARGET_MS[sla_priority],
+            ),
+            ("resolution", first_solve, (first_close,), RESOLUTION_TARGET_MS),
+        )
+        for sla, answer, stoppers, target in clocks:
+            stops = [t for t in (answer, *stoppers) if t is not None]
+            if stops:
+                stop = min(stops)
+                if stop - created > target:
+                    result.sla[(sla, sla_priority, "breached")] += 1
+                elif stop == answer:
+                    result.sla[(sla, sla_priority, "met")] += 1
+            elif watermark_ms >= created + target:
+                result.sla[(sla, sla_priority, "breached")] += 1
+    return result

@@ -1,0 +1,167 @@
+"""Property: random ticket histories give the same KPIs from the streaming path as from
+the batch oracle (tests/oracle.py), whatever the delivery order the contract allows and
+however many duplicates arrive."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.kpi.timefmt import format_rfc3339_ms
+from stream.runtime import WorkerRuntime
+from stream.settings import Settings
+from tests.oracle import compute
+
+T0 = 1_795_515_330_000
+QUEUES = ("billing", "technical", "returns")
+PRIORITIES = ("urgent", "high", "normal", "low")
+
+HOUR = 3_600_000
+# Steps that land exactly on the SLA targets (1 h, 4 h, 24 h, 48 h) and inside the
+# grace period (5 min), so the boundaries are exercised, not only the easy middles.
+STEP_MS = st.sampled_from(
+    [1_000, 60_000, 5 * 60_000, 20 * 60_000, HOUR, 4 * HOUR, 24 * HOUR, 30 * HOUR, 48 * HOUR]
+)
+LATER = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.just("ticket.replied"),
+            "author": st.sampled_from(["agent", "customer", "system"]),
+            "public": st.booleans(),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("ticket.status_changed"),
+            "status": st.sampled_from(["open", "pending", "on_hold", "solved", "closed"]),
+        }
+    ),
+    st.fixed_dictionaries({"type": st.just("ticket.assigned"), "queue": st.sampled_from(QUEUES)}),
+    st.fixed_dictionaries(
+        {"type": st.just("ticket.priority_changed"), "priority": st.sampled_from(PRIORITIES)}
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("ticket.solved"),
+            "method": st.sampled_from(["agent", "self_service", "automation", "phone"]),
+        }
+    ),
+    st.fixed_dictionaries({"type": st.just("ticket.reopened")}),
+    st.fixed_dictionaries({"type": st.just("ticket.closed")}),
+    st.fixed_dictionaries({"type": st.just("ticket.escalated")}),
+    st.fixed_dictionaries(
+        {"type": st.just("survey.csat"), "score": st.integers(min_value=1, max_value=5)}
+    ),
+)
+
+
+@st.composite
+def ticket_history(draw: Any, number: int) -> list[dict[str, Any]]:
+    """One ticket's events in event-time order, then delivered as the contract allows:
+    a prefix of its later events may arrive before its ticket.created."""
+    ticket = f"T{number}"
+    t = T0 + draw(st.integers(min_value=0, max_value=3_600_000))
+    events = [
+        {
+            "type": "ticket.created",
+            "queue": draw(st.sampled_from(QUEUES)),
+            "priority": draw(st.sampled_from(PRIORITIES)),
+            "channel": "email",
+        }
+    ]
+    for later in draw(st.lists(LATER, max_size=8)):
+        events.append(dict(later))
+    timed = []
+    for i, event in enumerate(events):
+        if i:
+            t += draw(STEP_MS)
+        timed.append(
+            {
+                **event,
+                "event_id": f"{ticket}-{i}",
+                "ticket_id": ticket,
+                "customer_id": "C1",
+                "t": t,
+                "occurred_at": format_rfc3339_ms(t),
+            }
+        )
+    early = draw(st.integers(min_value=0, max_value=len(timed) - 1))
+    return timed[1 : 1 + early] + timed[:1] + timed[1 + early :]
+
+
+@st.composite
+def delivery(draw: Any) -> list[dict[str, Any]]:
+    histories = [draw(ticket_history(n)) for n in range(draw(st.integers(1, 6)))]
+    # Interleave the tickets, keeping each ticket's own delivery order.
+    order = draw(st.permutations([n for n, h in enumerate(histories) for _ in h]))
+    positions = [0] * len(histories)
+    stream = []
+    for n in order:
+        stream.append(histories[n][positions[n]])
+        positions[n] += 1
+    # Duplicates: copies of earlier messages, re-delivered later.
+    for _ in range(draw(st.integers(0, 5))):
+        source = draw(st.integers(0, len(stream) - 1))
+        target = draw(st.integers(source + 1, len(stream)))
+        stream.insert(target, stream[source])
+    return stream
+
+
+def samples(runtime: WorkerRuntime) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    text = generate_latest(runtime.registry).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def by(metrics: dict[str, Any], name: str, *labels: str) -> Counter[tuple[str, ...]]:
+    result: Counter[tuple[str, ...]] = Counter()
+    for lab, value in metrics.get(name, []):
+        if value:
+            result[tuple(lab[k] for k in labels)] += int(value)
+    return result
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(delivery())
+def test_streaming_equals_oracle(stream: list[dict[str, Any]]) -> None:
+    runtime = WorkerRuntime(Settings(live=False, grace="10m"), CollectorRegistry())
+    tickets: dict[str, Any] = {}
+    for event in stream:
+        body = {k: v for k, v in event.items() if k != "t"}
+        runtime.process_helpdesk(orjson.dumps(body), 0, tickets, {}, now_ms=0)
+    runtime.close_windows(now_ms=0)  # one tick of the clock at the end
+    watermark = max(e["t"] for e in stream) - 10 * 60_000
+    expected = compute(stream, watermark)
+    metrics = samples(runtime)
+
+    assert sum(v for _, v in metrics.get("kpistream_events_total", [])) == expected.events
+    assert by(metrics, "kpistream_events_duplicate_total", "topic").total() == expected.duplicates
+    assert by(metrics, "kpistream_tickets_active", "queue", "priority", "status") == Counter(
+        expected.active
+    )
+    counts = by(metrics, "kpistream_first_response_seconds_count", "queue", "priority")
+    assert counts == Counter({k: len(v) for k, v in expected.first_response_seconds.items()})
+    sums = {
+        (lab["queue"], lab["priority"]): v
+        for lab, v in metrics.get("kpistream_first_response_seconds_sum", [])
+    }
+    for dims, values in expected.first_response_seconds.items():
+        assert math.isclose(sums[dims], sum(values), abs_tol=1e-6)
+    assert by(metrics, "kpistream_tickets_solved_total", "method") == Counter(
+        {(m,): n for m, n in expected.solved_by_method.items()}
+    )
+    assert by(metrics, "kpistream_tickets_reopened_total", "queue").total() == expected.reopened
+    assert by(metrics, "kpistream_csat_responses_total", "score") == Counter(
+        {(str(s),): n for s, n in expected.csat_by_score.items()}
+    )
+    assert by(metrics, "kpistream_sla_total", "sla", "priority", "result") == expected.sla
