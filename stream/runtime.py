@@ -7,6 +7,7 @@ passed in as mutable mappings; the agent hands in Faust tables, tests hand in di
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
@@ -30,8 +31,18 @@ from stream.kpi.sla import (
 )
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
 from stream.kpi.surveys import nps_category
-from stream.kpi.tickets import TicketFact, TicketOutcome, TicketState, apply_ticket_event
+from stream.kpi.tickets import (
+    TicketFact,
+    TicketOutcome,
+    TicketState,
+    apply_ticket_event,
+    expires_at_ms,
+)
 from stream.settings import Settings
+
+# Expired ticket states dropped per event at most: pruning keeps pace with the stream
+# without a pause after a long idle period.
+PRUNE_PER_EVENT = 50
 
 # Events with no ticket (agent shifts, anonymous self-service) are deduplicated within a
 # scope (the agent or the customer), remembering this many recent ids per scope.
@@ -98,6 +109,8 @@ class WorkerRuntime:
         # Breaches counted by the clock (no event): flagged in the ticket's state by the
         # partition's next event, so a later answer does not count the ticket again.
         self.pending_breaches: dict[int, set[tuple[str, str]]] = {}
+        # Per partition: a heap of (expires_at_ms, ticket_id) of tickets that may be dropped.
+        self.expiry: dict[int, list[tuple[int, str]]] = {}
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
@@ -138,11 +151,18 @@ class WorkerRuntime:
         self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
         self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
         self.sla = {p: SlaIndex() for p in wanted}
+        self.expiry = {p: [] for p in wanted}
+        retention = self.settings.ticket_retention_ms
         for ticket_id, stored in tickets:
             if stored is not None and stored.get("_partition") in wanted:
                 ticket = TicketState.from_dict(stored)
                 clocks = open_clocks(ticket, self.sla_policy, self._ticket_queue(ticket))
                 self.sla[stored["_partition"]].update(ticket_id, clocks)
+                expires = expires_at_ms(ticket, retention)
+                if expires is not None:
+                    self.expiry[stored["_partition"]].append((expires, ticket_id))
+        for heap in self.expiry.values():
+            heapq.heapify(heap)
 
     def partition(self, number: int) -> PartitionKpis:
         kpis = self.partitions.get(number)
@@ -188,6 +208,9 @@ class WorkerRuntime:
                 # The partition lets a rebalance rebuild the SLA clocks it owns.
                 stored["_partition"] = partition
                 tickets[ticket_id] = stored
+                expires = expires_at_ms(outcome.state, self.settings.ticket_retention_ms)
+                if expires is not None:
+                    heapq.heappush(self.expiry.setdefault(partition, []), (expires, ticket_id))
                 late_before = kpis.late_first_responses_total
                 changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
                 late = kpis.late_first_responses_total - late_before
@@ -226,7 +249,29 @@ class WorkerRuntime:
         for key in self.pending_deletes.pop(partition, ()):
             result.state_writes[key] = None
         self._flag_breaches(partition, tickets)
+        self._prune(partition, tickets)
         return result
+
+    def _prune(self, partition: int, tickets: MutableMapping[str, Any]) -> None:
+        """Drop ticket states whose retention has passed in event time (never by the wall
+        clock, so a replay of history keeps what it still needs)."""
+        heap = self.expiry.get(partition)
+        watermark = self.partition(partition).event_watermark_ms()
+        if not heap or watermark is None:
+            return
+        retention = self.settings.ticket_retention_ms
+        for _ in range(PRUNE_PER_EVENT):
+            if not heap or heap[0][0] > watermark:
+                return
+            _, ticket_id = heapq.heappop(heap)
+            stored = tickets.get(ticket_id)
+            if stored is None:
+                continue
+            expires = expires_at_ms(TicketState.from_dict(stored), retention)
+            if expires is not None and expires <= watermark:  # still due: not reopened since
+                del tickets[ticket_id]
+                self.sla.get(partition, SlaIndex()).update(ticket_id, [])
+                self.metrics.tickets_pruned.inc()
 
     # --- SLA clocks -----------------------------------------------------------------
     def _ticket_queue(self, ticket: TicketState) -> str:

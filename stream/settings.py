@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         "urgent=48h,high=48h,normal=48h,low=48h", description="H5 resolution targets per priority"
     )
     sla_warn: str = Field("15m", description="horizon of the 'will breach soon' gauge")
+    ticket_retention: str = Field(
+        "7d",
+        description="how long (event time) a closed ticket's state is kept: its dedupe horizon",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -118,7 +122,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_durations(self) -> Settings:
-        for text in (*self.windows, self.grace, self.sla_warn):
+        for text in (*self.windows, self.grace, self.sla_warn, self.ticket_retention):
             parse_duration_ms(text)  # raises ValueError naming the bad text
         parse_targets(self.sla_first_response)
         parse_targets(self.sla_resolution)
@@ -130,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def window_sizes_ms(self) -> tuple[int, ...]:
         return tuple(parse_duration_ms(text) for text in self.windows)
+
+    @property
+    def ticket_retention_ms(self) -> int:
+        return parse_duration_ms(self.ticket_retention)
 
     @property
     def grace_ms(self) -> int:

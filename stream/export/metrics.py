@@ -200,6 +200,12 @@ class PipelineMetrics:
             ["sla", "queue", "priority", "result"],
             registry=registry,
         )
+        self.tickets_pruned = Counter(
+            "kpistream_tickets_pruned",
+            "Ticket states dropped after their retention (closed, or never created).",
+            [],
+            registry=registry,
+        )
         self.last_event_timestamp = Gauge(
             "kpistream_last_event_timestamp_seconds",
             "Event time (occurred_at) of the newest event processed, as a Unix timestamp.",

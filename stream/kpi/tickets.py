@@ -153,6 +153,21 @@ class TicketOutcome:
     facts: list[TicketFact] = field(default_factory=list)
 
 
+def expires_at_ms(state: TicketState, retention_ms: int) -> int | None:
+    """When a ticket's state may be dropped: `retention_ms` after its close, or after the
+    newest event of a ticket whose ticket.created never came. None while it lives.
+
+    Until then its event ids deduplicate re-deliveries; the retention is the dedupe
+    horizon for a closed ticket.
+    """
+    if not state.created:
+        newest = max((e["occurred_at_ms"] for e in state.early_events), default=None)
+        return None if newest is None else newest + retention_ms
+    if state.status == "closed" and state.closed_at_ms is not None:
+        return max(state.closed_at_ms, state.status_at_ms) + retention_ms
+    return None
+
+
 def is_first_response(event: Event) -> bool:
     """A public reply written by an agent: not the customer, not a note, not automation."""
     return (

@@ -134,7 +134,10 @@ def by(metrics: dict[str, Any], name: str, *labels: str) -> Counter[tuple[str, .
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(delivery())
 def test_streaming_equals_oracle(stream: list[dict[str, Any]]) -> None:
-    runtime = WorkerRuntime(Settings(live=False, grace="10m"), CollectorRegistry())
+    # The oracle keeps every ticket forever: so does the runtime here (pruning after the
+    # retention is tested on its own in test_runtime).
+    settings = Settings(live=False, grace="10m", ticket_retention="3650d")
+    runtime = WorkerRuntime(settings, CollectorRegistry())
     tickets: dict[str, Any] = {}
     for event in stream:
         body = {k: v for k, v in event.items() if k != "t"}

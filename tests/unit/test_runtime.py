@@ -188,3 +188,36 @@ def test_sla_clocks_are_rebuilt_from_the_tickets_table(runtime: WorkerRuntime) -
     assert set(restarted.sla[2].clocks) == {"T1", "T2"}
     restarted.close_windows(now_ms=0)
     assert sla_counts(restarted) == {("first_response", "urgent", "breached"): 1.0}
+
+
+def test_closed_tickets_are_dropped_after_their_retention_in_event_time() -> None:
+    settings = Settings(live=False, grace="10m", ticket_retention="1d")
+    runtime = WorkerRuntime(settings, CollectorRegistry())
+    tickets: dict[str, Any] = {}
+    day = 24 * 60 * MINUTE
+    for event in [
+        created("T1", T0),
+        ticket_event("ticket.closed", "T1", T0 + MINUTE),
+        created("T2", T0 + MINUTE),  # stays open: kept
+        agent_reply("T3", T0 + MINUTE),  # its ticket.created never comes: an orphan
+    ]:
+        runtime.process_helpdesk(raw(event), 0, tickets, {}, now_ms=0)
+    assert set(tickets) == {"T1", "T2", "T3"}
+    # Event time moves past close + 1 day + grace: T1 and the orphan go, T2 stays.
+    runtime.process_helpdesk(raw(created("T4", T0 + day + 12 * MINUTE)), 0, tickets, {}, 0)
+    assert set(tickets) == {"T2", "T4"}
+    assert scrape(runtime)["kpistream_tickets_pruned_total"] == [({}, 2.0)]
+
+
+def test_a_reopened_ticket_is_not_dropped() -> None:
+    settings = Settings(live=False, grace="10m", ticket_retention="1d")
+    runtime = WorkerRuntime(settings, CollectorRegistry())
+    tickets: dict[str, Any] = {}
+    for event in [
+        created("T1", T0),
+        ticket_event("ticket.closed", "T1", T0 + MINUTE),
+        ticket_event("ticket.reopened", "T1", T0 + 2 * MINUTE),
+        created("T9", T0 + 2 * 24 * 60 * MINUTE),
+    ]:
+        runtime.process_helpdesk(raw(event), 0, tickets, {}, now_ms=0)
+    assert "T1" in tickets
