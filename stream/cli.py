@@ -104,6 +104,44 @@ def simulate(
 
 
 @app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="JSONL or JSONL.gz: simulator lines or bare events")],
+    speed: Annotated[
+        float | None,
+        typer.Option(help="replay N times faster than the events happened; default: at once"),
+    ] = None,
+    max_messages: Annotated[int | None, typer.Option(help="stop after this many")] = None,
+) -> None:
+    """Replay a file of events into Kafka, with a progress line."""
+    from stream.local.feed import feed_to_kafka
+    from stream.local.replay import read_messages
+
+    settings = _settings()
+    if not path.is_file():
+        console.print(f"[red]no such file: {path}[/red]")
+        raise typer.Exit(2)
+    stats = feed_to_kafka(
+        read_messages(path, speed, int(time.time() * 1000)),
+        settings.bootstrap_servers,
+        {
+            "helpdesk": settings.helpdesk_topic,
+            "orders": settings.orders_topic,
+            "indicators": settings.indicators_topic,
+        },
+        pace=speed is not None,
+        max_messages=max_messages,
+        progress=sys.stderr.isatty(),
+    )
+    rate = stats.sent / stats.seconds if stats.seconds else float("inf")
+    console.print(
+        f"replayed {stats.sent} messages in {stats.seconds:.1f} s ({rate:,.0f}/s): "
+        f"{stats.by_topic}; failed sends: {stats.failed}"
+    )
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="mean simulated events per second")] = 20.0,
     time_scale: Annotated[
