@@ -63,9 +63,9 @@ def register_agents(
                 elif key in tables.kpi_state:
                     del tables.kpi_state[key]
 
-    @app.timer(1.0, name="close-windows")
-    async def close_windows() -> None:
-        runtime.close_windows()
+    @app.timer(1.0, name="tick")
+    async def tick() -> None:
+        runtime.tick()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:

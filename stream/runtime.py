@@ -395,11 +395,14 @@ class WorkerRuntime:
         return False
 
     # --- time ---------------------------------------------------------------------
-    def close_windows(self, now_ms: int | None = None) -> int:
-        """Close every window the watermark has passed, on every owned partition, and
-        count the SLA breaches of clocks that ran out."""
+    def tick(self, now_ms: int | None = None) -> None:
+        """What time alone does, once a second: SLA clocks run out, windows close."""
         wall = wall_ms() if now_ms is None else now_ms
         self.expire_sla(wall)
+        self.close_windows(wall)
+
+    def close_windows(self, wall: int) -> int:
+        """Close every window the watermark has passed, on every owned partition."""
         clock = wall if self.settings.live else None
         closed = 0
         for number, kpis in self.partitions.items():

@@ -142,7 +142,7 @@ def test_streaming_equals_oracle(stream: list[dict[str, Any]]) -> None:
     for event in stream:
         body = {k: v for k, v in event.items() if k != "t"}
         runtime.process_helpdesk(orjson.dumps(body), 0, tickets, {}, now_ms=0)
-    runtime.close_windows(now_ms=0)  # one tick of the clock at the end
+    runtime.tick(now_ms=0)  # one tick of the clock at the end
     watermark = max(e["t"] for e in stream) - 10 * 60_000
     expected = compute(stream, watermark)
     metrics = samples(runtime)

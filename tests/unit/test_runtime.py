@@ -162,14 +162,14 @@ def test_unanswered_ticket_breaches_by_the_clock_and_is_not_counted_again(
     runtime.process_helpdesk(raw(created("T1", T0, priority="urgent")), 0, tickets, {}, 0)
     # Event time moves on (another ticket, two hours later): the urgent clock runs out.
     runtime.process_helpdesk(raw(created("T2", T0 + 120 * MINUTE)), 0, tickets, {}, 0)
-    runtime.close_windows(now_ms=0)
+    runtime.tick(now_ms=0)
     assert sla_counts(runtime) == {("first_response", "urgent", "breached"): 1.0}
     breaching = scrape(runtime)["kpistream_sla_breaching_tickets"]
     assert breaching == [({"sla": "first_response", "queue": "billing", "priority": "urgent"}, 1.0)]
     # The next event of the partition records the breach in the ticket's state ...
     runtime.process_helpdesk(raw(agent_reply("T2", T0 + 121 * MINUTE)), 0, tickets, {}, 0)
     assert tickets["T1"]["sla_breached"] == ["first_response"]
-    runtime.close_windows(now_ms=0)
+    runtime.tick(now_ms=0)
     # ... so neither the clock nor the late answer counts it a second time.
     runtime.process_helpdesk(raw(agent_reply("T1", T0 + 122 * MINUTE)), 0, tickets, {}, 0)
     counts = sla_counts(runtime)
@@ -186,7 +186,7 @@ def test_sla_clocks_are_rebuilt_from_the_tickets_table(runtime: WorkerRuntime) -
     restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
     restarted.load_partitions([2], kpi_state.items(), tickets.items())
     assert set(restarted.sla[2].clocks) == {"T1", "T2"}
-    restarted.close_windows(now_ms=0)
+    restarted.tick(now_ms=0)
     assert sla_counts(restarted) == {("first_response", "urgent", "breached"): 1.0}
 
 
