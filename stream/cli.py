@@ -213,7 +213,7 @@ def demo(
     console.print(
         f"worker pid {worker_proc.pid} (log .kpi/worker.log); simulator at {rate:g} events/s\n"
         f"  metrics:  {metrics_url}\n"
-        f"  KPIs:     http://{settings.web_host}:{settings.web_port}/api/v1/kpis\n"
+        f"  KPIs:     http://{settings.web_host}:{settings.web_port}/kpis\n"
         f"  broker:   {broker.bootstrap} (log {broker.status().log_path})\n"
         "Ctrl-C stops everything this command started."
     )

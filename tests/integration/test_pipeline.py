@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import warnings
 from collections import Counter
 from typing import Any
@@ -304,6 +306,31 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     assert total(metrics, "kpistream_consumer_lag_records") == 0
     newest = {lab["topic"]: v for lab, v in metrics["kpistream_last_event_timestamp_seconds"]}
     assert newest[env["KPI_HELPDESK_TOPIC"]] == (T0 + 2 * 3600 * S) / 1000
+
+    # The same numbers on demand, as JSON; a bad parameter is a 400 that names it.
+    with urllib.request.urlopen(f"{worker.url}/kpis?kpi=tickets_active,sla&priority=urgent") as r:
+        body = orjson.loads(r.read())
+    assert body["tickets_active"] == [
+        {"queue": "billing", "priority": "urgent", "status": "pending", "count": 1},
+        {"queue": "technical", "priority": "urgent", "status": "new", "count": 1},
+    ]
+    assert body["sla"] == [
+        {
+            "sla": "first_response",
+            "queue": "technical",
+            "priority": "urgent",
+            "state": "breaching",
+            "tickets": 1,
+        }
+    ]
+    with urllib.request.urlopen(f"{worker.url}/kpis?kpi=first_response&window=1h") as r:
+        [hour] = orjson.loads(r.read())["first_response_windows"]
+    assert hour["count"] == 3
+    assert hour["seconds"]["p50"] == pytest.approx(90.0, rel=0.01)
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(f"{worker.url}/kpis?window=5m")
+    assert bad.value.code == 400
+    assert orjson.loads(bad.value.read())["parameter"] == "window"
 
     # The exposition passes Prometheus' own lint.
     promtool = require_tool("promtool")
