@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -248,16 +249,15 @@ def _wait_for_metrics(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and worker_proc.poll() is None:
-        try:
+        text = ""
+        with contextlib.suppress(OSError):  # not listening yet
             with urllib.request.urlopen(url, timeout=2) as response:
                 text = response.read().decode()
-            if any(
-                line.startswith("kpistream_tickets_active{") and not line.endswith(" 0.0")
-                for line in text.splitlines()
-            ):
-                return
-        except OSError:
-            pass
+        if any(
+            line.startswith("kpistream_tickets_active{") and not line.endswith(" 0.0")
+            for line in text.splitlines()
+        ):
+            return
         time.sleep(1)
 
 

@@ -7,9 +7,12 @@ history: "the latest status", "the earliest public agent reply", and so on.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.scrape import Samples, by, first_response_sums, total
 
 ACTIVE = {"new", "open", "pending", "on_hold"}
 FIRST_RESPONSE_TARGET_MS = {
@@ -131,3 +134,23 @@ def compute(events: list[dict[str, Any]], watermark_ms: int) -> OracleResult:
             elif watermark_ms >= created + target:
                 result.sla[(sla, sla_priority, "breached")] += 1
     return result
+
+
+def assert_metrics_match(metrics: Samples, expected: OracleResult) -> None:
+    """What /metrics shows equals what the oracle computed, KPI by KPI."""
+    assert by(metrics, "kpistream_tickets_active", "queue", "priority", "status") == Counter(
+        expected.active
+    )
+    counts = by(metrics, "kpistream_first_response_seconds_count", "queue", "priority")
+    assert counts == Counter({k: len(v) for k, v in expected.first_response_seconds.items()})
+    sums = first_response_sums(metrics)
+    for dims, values in expected.first_response_seconds.items():
+        assert math.isclose(sums[dims], sum(values), rel_tol=1e-9, abs_tol=1e-6)
+    assert by(metrics, "kpistream_tickets_solved_total", "method") == Counter(
+        {(m,): n for m, n in expected.solved_by_method.items()}
+    )
+    assert total(metrics, "kpistream_tickets_reopened_total") == expected.reopened
+    assert by(metrics, "kpistream_csat_responses_total", "score") == Counter(
+        {(str(s),): n for s, n in expected.csat_by_score.items()}
+    )
+    assert by(metrics, "kpistream_sla_total", "sla", "priority", "result") == expected.sla

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -118,11 +119,9 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"worker exited with {process.returncode}:\n{worker.log_tail()}")
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 if "kpistream_partitions_owned{" in worker.metrics_text():
                     return worker
-            except OSError:
-                pass
             time.sleep(0.5)
         raise TimeoutError(f"worker did not own partitions in {timeout_s} s:\n{worker.log_tail()}")
 

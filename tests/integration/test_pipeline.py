@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream.kpi.timefmt import format_rfc3339_ms, parse_rfc3339_ms
 from tests.conftest import require_tool
+from tests.scrape import by, samples, total
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -142,18 +142,6 @@ EXPECTED_FIRST_RESPONSES = {
 }
 
 
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return out
-
-
-def total(metrics: dict[str, Any], name: str) -> float:
-    return sum(value for _, value in metrics.get(name, []))
-
-
 def produce(bootstrap: str, topic: str, stream: list[tuple[int, bytes]]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     for partition, value in stream:
@@ -258,17 +246,16 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     }
 
     # H4, H6, H7, H9, H10, H13: counted once per event, duplicates excluded.
-    def by(name: str, *labels: str) -> dict[tuple[str, ...], float]:
-        return {tuple(lab[k] for k in labels): v for lab, v in metrics.get(name, []) if v}
-
     assert total(metrics, "kpistream_tickets_created_total") == 9  # T1-T6 and W0-W2
-    assert by("kpistream_tickets_solved_total", "queue", "priority", "method") == {
+    assert by(metrics, "kpistream_tickets_solved_total", "queue", "priority", "method") == {
         ("billing", "normal", "phone"): 1,
         ("shipping", "low", "agent"): 1,
     }
-    assert by("kpistream_tickets_reopened_total", "queue", "priority") == {("shipping", "low"): 1}
-    assert by("kpistream_csat_responses_total", "queue", "score") == {("returns", "5"): 1}
-    assert by("kpistream_resolution_seconds_sum", "queue", "priority", "kind") == {
+    assert by(metrics, "kpistream_tickets_reopened_total", "queue", "priority") == {
+        ("shipping", "low"): 1
+    }
+    assert by(metrics, "kpistream_csat_responses_total", "queue", "score") == {("returns", "5"): 1}
+    assert by(metrics, "kpistream_resolution_seconds_sum", "queue", "priority", "kind") == {
         ("billing", "normal", "first"): 7170.0,  # T3: created 09:00:30, solved 11:00:00
         ("shipping", "low", "first"): 260.0,  # T4: created 09:00:40, solved 09:05:00
         ("general", "low", "full"): 3.0,  # W0-W2: closed one second after creation
@@ -276,18 +263,18 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     # Public agent replies: T1 one (not the note, the acknowledgement or the duplicate),
     # T2 one, T3 one, T4 two.
     assert total(metrics, "kpistream_agent_replies_total") == 5
-    assert by("kpistream_touches_per_solved_ticket_count", "queue") == {
+    assert by(metrics, "kpistream_touches_per_solved_ticket_count", "queue") == {
         ("billing",): 1,
         ("shipping",): 1,
     }
-    assert by("kpistream_touches_per_solved_ticket_sum", "queue") == {
+    assert by(metrics, "kpistream_touches_per_solved_ticket_sum", "queue") == {
         ("billing",): 1,
         ("shipping",): 1,
     }
 
     # H3/H5: every answered or solved ticket met its target; T6 (urgent, created 09:00:10)
     # was never answered and breached when its partition's event time passed 10:00:10.
-    assert by("kpistream_sla_total", "sla", "queue", "priority", "result") == {
+    assert by(metrics, "kpistream_sla_total", "sla", "queue", "priority", "result") == {
         ("first_response", "billing", "urgent", "met"): 1,
         ("first_response", "technical", "high", "met"): 1,
         ("first_response", "billing", "normal", "met"): 1,
@@ -296,10 +283,10 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         ("resolution", "billing", "normal", "met"): 1,
         ("resolution", "shipping", "low", "met"): 1,
     }
-    assert by("kpistream_sla_breaching_tickets", "sla", "queue", "priority") == {
+    assert by(metrics, "kpistream_sla_breaching_tickets", "sla", "queue", "priority") == {
         ("first_response", "technical", "urgent"): 1
     }
-    assert not by("kpistream_sla_at_risk_tickets", "sla")
+    assert not by(metrics, "kpistream_sla_at_risk_tickets", "sla")
 
     # Pipeline health.
     assert total(metrics, "kpistream_partitions_owned") == 3

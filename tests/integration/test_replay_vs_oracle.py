@@ -3,11 +3,9 @@ worker: what /metrics shows equals what the batch oracle computes from the same 
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -18,21 +16,14 @@ from stream.local.broker import create_topics
 from stream.local.feed import feed_to_file
 from stream.local.simulator import SimConfig, simulate
 from stream.settings import Settings
-from tests.integration.test_pipeline import total, wait_until_processed
-from tests.oracle import compute
+from tests.integration.test_pipeline import wait_until_processed
+from tests.oracle import assert_metrics_match, compute
+from tests.scrape import total
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_795_510_800_000  # 2026-11-24T09:00:00Z
 GRACE_MS = 10 * 60_000
-
-
-def by(metrics, name: str, *labels: str) -> Counter:
-    result: Counter = Counter()
-    for lab, value in metrics.get(name, []):
-        if value:
-            result[tuple(lab[k] for k in labels)] += int(value)
-    return result
 
 
 def test_replayed_hour_equals_the_oracle(kafka, isolated_env, start_worker, tmp_path: Path):
@@ -98,20 +89,5 @@ def test_replayed_hour_equals_the_oracle(kafka, isolated_env, start_worker, tmp_
         )
     )
     assert seen == len(helpdesk)
-    assert by(metrics, "kpistream_tickets_active", "queue", "priority", "status") == Counter(
-        expected.active
-    )
-    counts = by(metrics, "kpistream_first_response_seconds_count", "queue", "priority")
-    assert counts == Counter({k: len(v) for k, v in expected.first_response_seconds.items()})
-    sums = {
-        (lab["queue"], lab["priority"]): v
-        for lab, v in metrics["kpistream_first_response_seconds_sum"]
-    }
-    for dims, values in expected.first_response_seconds.items():
-        assert math.isclose(sums[dims], sum(values), rel_tol=1e-9, abs_tol=1e-6)
-    assert by(metrics, "kpistream_tickets_solved_total", "method") == Counter(
-        {(m,): n for m, n in expected.solved_by_method.items()}
-    )
-    assert by(metrics, "kpistream_tickets_reopened_total", "queue").total() == expected.reopened
-    assert by(metrics, "kpistream_sla_total", "sla", "priority", "result") == expected.sla
+    assert_metrics_match(metrics, expected)
     assert sum(expected.active.values()) > 50  # the hour was not empty

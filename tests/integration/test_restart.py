@@ -9,7 +9,8 @@ import warnings
 import orjson
 import pytest
 
-from tests.integration.test_pipeline import created, ev, reply, samples, total
+from tests.integration.test_pipeline import created, ev, reply
+from tests.scrape import samples, total
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -7,11 +7,12 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
+from tests.scrape import Samples
+from tests.scrape import scrape as scrape_registry
 from tests.unit.helpers import MINUTE, T0, agent_reply, created, ticket_event
 
 
@@ -25,12 +26,8 @@ def runtime() -> WorkerRuntime:
     return WorkerRuntime(settings, CollectorRegistry())
 
 
-def scrape(runtime: WorkerRuntime) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(generate_latest(runtime.registry).decode()):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return out
+def scrape(runtime: WorkerRuntime) -> Samples:
+    return scrape_registry(runtime.registry)
 
 
 def test_stream_through_runtime_updates_gauges_and_histogram(runtime: WorkerRuntime) -> None:
