@@ -250,9 +250,9 @@ def _wait_for_metrics(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and worker_proc.poll() is None:
         text = ""
-        with contextlib.suppress(OSError):  # not listening yet
-            with urllib.request.urlopen(url, timeout=2) as response:
-                text = response.read().decode()
+        # OSError: not listening yet.
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
         if any(
             line.startswith("kpistream_tickets_active{") and not line.endswith(" 0.0")
             for line in text.splitlines()
