@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from stream.kpi.events import PRIORITIES
 from stream.kpi.timefmt import parse_rfc3339_ms
 from stream.kpi.windows import parse_duration_ms
 from stream.local.broker_cli import kafka_app
@@ -160,6 +161,18 @@ def demo(
     # The demo's feed is never more than seconds late, so a one-minute grace lets the
     # window gauges show up within two minutes (the product default is 10 minutes).
     os.environ.setdefault("KPI_GRACE", "1m")
+    # Tickets live `time_scale` times as long as real ones: scale the SLA targets alike,
+    # so the breach and at-risk gauges show what they would on a real day.
+    scaled = ",".join(
+        f"{priority}={max(1, round(hours * 3_600_000 * time_scale))}ms"
+        for priority, hours in (("urgent", 1), ("high", 4), ("normal", 24), ("low", 48))
+    )
+    os.environ.setdefault("KPI_SLA_FIRST_RESPONSE", scaled)
+    os.environ.setdefault(
+        "KPI_SLA_RESOLUTION",
+        ",".join(f"{p}={round(48 * 3_600_000 * time_scale)}ms" for p in PRIORITIES),
+    )
+    os.environ.setdefault("KPI_SLA_WARN", f"{max(1, round(15 * 60_000 * time_scale))}ms")
     settings = _settings()
     # Ctrl-C and a plain `kill` both end in the same orderly stop below, also when the
     # demo was started from a script that ignores SIGINT.
