@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 
 from stream.runtime import WorkerRuntime
@@ -65,7 +66,14 @@ def register_agents(
 
     @app.timer(1.0, name="tick")
     async def tick() -> None:
-        runtime.tick()
+        for message in runtime.tick():
+            await topics.partials.send(value=orjson.dumps(message))
+
+    @app.agent(topics.partials, name="merge-windows")
+    async def merge_windows(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            for key, kpi_message in runtime.merge_step(orjson.loads(value), tables.window_merge):
+                await topics.kpi.send(key=key.encode(), value=orjson.dumps(kpi_message))
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -86,4 +94,4 @@ def register_agents(
             return None
 
     runtime.set_highwater_source(highwater)
-    return {"helpdesk": helpdesk_events}
+    return {"helpdesk": helpdesk_events, "merge": merge_windows}

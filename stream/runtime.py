@@ -20,6 +20,13 @@ from stream.codec import HELPDESK_TYPES, Decoder, Rejection
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
+from stream.kpi.merge import (
+    FIRST_RESPONSE_TIME,
+    is_final,
+    merged_messages,
+    parse_window_key,
+    partial,
+)
 from stream.kpi.partition import PartitionKpis, PieceId
 from stream.kpi.sla import (
     FIRST_RESPONSE,
@@ -111,6 +118,7 @@ class WorkerRuntime:
         self.pending_breaches: dict[int, set[tuple[str, str]]] = {}
         # Per partition: a heap of (expires_at_ms, ticket_id) of tickets that may be dropped.
         self.expiry: dict[int, list[tuple[int, str]]] = {}
+        self._reported_watermarks: dict[int, int] = {}
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
@@ -150,6 +158,9 @@ class WorkerRuntime:
         self.partitions = rebuilt
         self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
         self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
+        self._reported_watermarks = {
+            p: w for p, w in self._reported_watermarks.items() if p in wanted
+        }
         self.sla = {p: SlaIndex() for p in wanted}
         self.expiry = {p: [] for p in wanted}
         retention = self.settings.ticket_retention_ms
@@ -395,24 +406,67 @@ class WorkerRuntime:
         return False
 
     # --- time ---------------------------------------------------------------------
-    def tick(self, now_ms: int | None = None) -> None:
-        """What time alone does, once a second: SLA clocks run out, windows close."""
+    def tick(self, now_ms: int | None = None) -> list[dict[str, Any]]:
+        """What time alone does, once a second: SLA clocks run out, windows close.
+
+        Returns the messages for the window-partials topic: a partial per closed window,
+        then each partition's watermark when it moved (see stream/kpi/merge.py).
+        """
         wall = wall_ms() if now_ms is None else now_ms
         self.expire_sla(wall)
-        self.close_windows(wall)
+        return self.close_windows(wall)
 
-    def close_windows(self, wall: int) -> int:
+    def close_windows(self, wall: int) -> list[dict[str, Any]]:
         """Close every window the watermark has passed, on every owned partition."""
         clock = wall if self.settings.live else None
-        closed = 0
+        messages: list[dict[str, Any]] = []
         for number, kpis in self.partitions.items():
             for window in kpis.close_windows(clock):
                 self.pending_deletes.setdefault(number, set()).update(
                     piece_key(number, (window.size_ms, window.start_ms, dims))
                     for dims in window.sketches
                 )
-                closed += 1
-        return closed
+                sketches = {dims: sk.to_dict() for dims, sk in window.sketches.items()}
+                messages.append(
+                    partial(FIRST_RESPONSE_TIME, window.size_ms, window.start_ms, number, sketches)
+                )
+            watermark = kpis.closed_watermark_ms
+            if watermark is not None and watermark > self._reported_watermarks.get(number, -1):
+                self._reported_watermarks[number] = watermark
+                messages.append({"partition": number, "watermark": watermark})
+        return messages
+
+    # --- merging the partitions' windows (the merge agent) ---------------------------
+    def merge_step(
+        self, message: dict[str, Any], state: MutableMapping[str, Any], now_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Apply one partial or watermark; return the KPI messages of windows now final.
+
+        `state` holds `wm|<partition>` -> watermark and `w|<window key>` -> partials by
+        partition (the merge agent's table; one partition, so one owner at a time).
+        """
+        partition = int(message["partition"])
+        if "watermark" in message:
+            key = f"wm|{partition}"
+            if int(message["watermark"]) > int(state.get(key) or -1):
+                state[key] = int(message["watermark"])
+        else:
+            key = f"w|{message['window']}"
+            partials = dict(state.get(key) or {})
+            partials[str(partition)] = message["sketches"]
+            state[key] = partials
+        watermarks = {
+            p: int(w) for p in range(self.settings.partitions) if (w := state.get(f"wm|{p}"))
+        }
+        out: list[tuple[str, dict[str, Any]]] = []
+        emitted_at = wall_ms() if now_ms is None else now_ms
+        for key in [k for k in list(state.keys()) if k.startswith("w|")]:
+            _, size_ms, start_ms = parse_window_key(key[2:])
+            if is_final(size_ms, start_ms, watermarks, self.settings.partitions):
+                out += merged_messages(key[2:], state[key], emitted_at)
+                del state[key]
+        self.metrics.kpi_messages.inc(len(out))
+        return out
 
     # --- export -------------------------------------------------------------------
     def record_position(self, topic: str, partition: int, offset: int, ts_ms: int | None) -> None:

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     indicators_topic: str = "indicators.external"
     kpi_topic: str = "kpi.windows.v1"
     dlq_topic: str = "kpi-stream.dlq"
+    partials_topic: str = Field(
+        "kpi-stream.window-partials",
+        description="internal: per-partition window results on their way to the merge",
+    )
     partitions: int = Field(3, ge=1, le=1024, description="partitions of the input topics")
     replication_factor: int = Field(
         1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
@@ -163,6 +167,8 @@ class Settings(BaseSettings):
             TopicSpec(self.indicators_topic, 1),
             TopicSpec(self.kpi_topic, 1, {"cleanup.policy": "compact"}),
             TopicSpec(self.dlq_topic, 1, {"retention.ms": str(14 * 24 * 3600 * 1000)}),
+            # One partition: the merge of a window sees every partition's partials in order.
+            TopicSpec(self.partials_topic, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         ]
 
 

@@ -22,16 +22,17 @@ class Tables:
     tickets: TableT[str, Any]
     scopes: TableT[str, Any]
     kpi_state: TableT[str, Any]
+    window_merge: TableT[str, Any]
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
-    def table(name: str, help_text: str) -> TableT[str, Any]:
+    def table(name: str, help_text: str, partitions: int | None = None) -> TableT[str, Any]:
         return app.Table(
             name,
             default=None,
             key_type=str,
             value_type=None,
-            partitions=settings.partitions,
+            partitions=partitions or settings.partitions,
             help=help_text,
         )
 
@@ -39,4 +40,6 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         tickets=table("tickets", "Ticket state by ticket_id."),
         scopes=table("scopes", "Recent event ids of events without a ticket."),
         kpi_state=table("kpi_state", "Per-partition KPI aggregates."),
+        # Co-partitioned with the one-partition window-partials topic.
+        window_merge=table("window_merge", "Window partials and watermarks to merge.", 1),
     )

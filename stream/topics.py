@@ -13,9 +13,21 @@ from stream.settings import Settings
 class Topics:
     helpdesk: faust.TopicT
     dlq: faust.TopicT
+    partials: faust.TopicT
+    kpi: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    def raw(name: str, partitions: int) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+
     return Topics(
         helpdesk=app.topic(
             settings.helpdesk_topic,
@@ -25,12 +37,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             value_serializer="raw",
             partitions=settings.partitions,
         ),
-        dlq=app.topic(
-            settings.dlq_topic,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=1,
-        ),
+        dlq=raw(settings.dlq_topic, 1),
+        partials=raw(settings.partials_topic, 1),
+        kpi=raw(settings.kpi_topic, 1),
     )

@@ -206,6 +206,12 @@ class PipelineMetrics:
             [],
             registry=registry,
         )
+        self.kpi_messages = Counter(
+            "kpistream_kpi_messages",
+            "Messages written to the KPI topic (one per KPI, dimension set and final window).",
+            [],
+            registry=registry,
+        )
         self.last_event_timestamp = Gauge(
             "kpistream_last_event_timestamp_seconds",
             "Event time (occurred_at) of the newest event processed, as a Unix timestamp.",

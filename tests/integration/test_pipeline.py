@@ -169,6 +169,22 @@ def wait_until_processed(worker, expected_messages: int, timeout_s: float = 120)
     raise AssertionError(f"worker did not process the stream in time:\n{worker.log_tail()}")
 
 
+def read_topic_until(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -> dict:
+    """Every message of a one-partition topic, by key, once `key` has arrived."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    consumer.assign([TopicPartition(topic, 0)])
+    messages: dict = {}
+    deadline = time.monotonic() + timeout_s
+    while key not in messages and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                messages[record.key.decode()] = orjson.loads(record.value)
+    consumer.close()
+    return messages
+
+
 def exact_quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[math.floor(q * (len(ordered) - 1))]
@@ -329,6 +345,21 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    # The KPI topic: one final message per dimension set of each window every partition
+    # has closed, merged across partitions. The 10:00 hour is still open on two of them.
+    hour_all = "first_response_time/1h|all|2026-11-24T09:00:00.000Z"
+    kpi_messages = read_topic_until(kafka.bootstrap, env["KPI_KPI_TOPIC"], hour_all)
+    assert kpi_messages[hour_all]["values"]["count"] == 3
+    assert kpi_messages[hour_all]["values"]["p50_seconds"] == pytest.approx(90.0, rel=0.01)
+    assert kpi_messages[hour_all]["is_final"] is True
+    hour_keys = {k for k in kpi_messages if k.startswith("first_response_time/1h|")}
+    assert hour_keys == {
+        hour_all,
+        "first_response_time/1h|queue=billing,priority=urgent|2026-11-24T09:00:00.000Z",
+        "first_response_time/1h|queue=technical,priority=high|2026-11-24T09:00:00.000Z",
+        "first_response_time/1h|queue=shipping,priority=low|2026-11-24T09:00:00.000Z",
+    }
 
     # Every bad message is in the DLQ with its reason and origin.
     consumer = KafkaConsumer(

@@ -22,6 +22,7 @@ def test_defaults_describe_the_local_demo(monkeypatch: pytest.MonkeyPatch) -> No
         "indicators.external",
         "kpi.windows.v1",
         "kpi-stream.dlq",
+        "kpi-stream.window-partials",
     ]
 
 
