@@ -92,6 +92,7 @@ def isolated_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "KPI_INDICATORS_TOPIC": f"{prefix}.indicators.external",
         "KPI_KPI_TOPIC": f"{prefix}.kpi.windows.v1",
         "KPI_DLQ_TOPIC": f"{prefix}.dlq",
+        "KPI_PARTIALS_TOPIC": f"{prefix}.window-partials",
         "KPI_DATA_DIR": str(tmp_path / "worker"),
         "KPI_WEB_PORT": str(free_port()),
     }

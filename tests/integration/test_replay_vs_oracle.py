@@ -33,6 +33,7 @@ def test_replayed_hour_equals_the_oracle(kafka, isolated_env, start_worker, tmp_
         "KPI_PARTITIONS": "1",
         "KPI_HELPDESK_TOPIC": isolated_env["KPI_HELPDESK_TOPIC"] + "-1p",
         "KPI_ORDERS_TOPIC": isolated_env["KPI_ORDERS_TOPIC"] + "-1p",
+        "KPI_PARTIALS_TOPIC": isolated_env["KPI_PARTIALS_TOPIC"] + "-1p",
         "KPI_LIVE": "false",
         "KPI_TICKET_RETENTION": "3650d",
     }
