@@ -1,7 +1,14 @@
 """The event schemas (schemas/events/*.v1.schema.json), compiled once into validators.
 
-The schemas are data, shared with producers; this module only finds and compiles them.
-References between schema files are resolved from the local files, never the network.
+The schemas are data shared with producers (they can validate before they send); this module
+only finds and compiles them, so the service and the producers check exactly the same rules.
+fastjsonschema turns each schema into Python code once, which makes a validation a few
+microseconds: cheap enough to run on every message of the hot path.
+
+References between schema files (`common.v1.schema.json#/definitions/...`, relative to each
+schema's `$id` under https://kpi-stream.dev/schemas/events/) are resolved from the local files,
+never the network: a worker must start without internet access, and a schema fetched at runtime
+could differ from the one that was reviewed and released with the code.
 """
 
 from __future__ import annotations
@@ -20,9 +27,16 @@ SCHEMA_BASE_URI = "https://kpi-stream.dev/schemas/events/"
 _SUFFIX = ".v1.schema.json"
 _COMMON = "common" + _SUFFIX
 
+Validator = Callable[[Any], Any]
+
 
 def schema_dir() -> Path:
-    """Where the schemas are: inside a wheel install, else the repository's schemas/."""
+    """The schemas directory, holding events/, examples/ and kpi/.
+
+    A wheel install carries a copy in stream/_schemas (hatch force-include in pyproject.toml);
+    an editable install or a checkout uses the repository's schemas/ itself, so an edited
+    schema takes effect without a reinstall.
+    """
     packaged = Path(stream.__file__).parent / "_schemas"
     if packaged.is_dir():
         return packaged
@@ -35,7 +49,11 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def event_schema_files(directory: Path | None = None) -> dict[str, Path]:
-    """Event type -> its schema file."""
+    """Event type -> its schema file; the type is the file name without `.v1.schema.json`.
+
+    The file names are the list of types, so adding a type is adding a file.
+    common.v1.schema.json holds shared definitions only and is no type.
+    """
     events = (directory or schema_dir()) / "events"
     return {
         path.name[: -len(_SUFFIX)]: path
@@ -45,26 +63,47 @@ def event_schema_files(directory: Path | None = None) -> dict[str, Path]:
 
 
 def event_types(directory: Path | None = None) -> frozenset[str]:
+    """All event types that have a schema: what a message's `type` may be."""
     return frozenset(event_schema_files(directory))
 
 
-@functools.cache
-def _compile_all(events_dir: Path) -> dict[str, Callable[[Any], Any]]:
+def _local_resolver(events_dir: Path) -> Callable[[str], dict[str, Any]]:
+    """A fastjsonschema `https` handler that reads our own URIs from `events_dir`.
+
+    Anything outside SCHEMA_BASE_URI is refused rather than fetched, so a typo in a `$ref`
+    fails at startup instead of making the worker depend on a web server.
+    """
+
+    @functools.cache
+    def load_file(name: str) -> dict[str, Any]:
+        return _load(events_dir / name)
+
     def resolve(uri: str) -> dict[str, Any]:
-        if not uri.startswith(SCHEMA_BASE_URI):
-            raise ValueError(f"schema reference {uri!r} is outside {SCHEMA_BASE_URI}")
-        return _load(events_dir / uri[len(SCHEMA_BASE_URI) :].split("#", 1)[0])
+        name = uri.split("#", 1)[0].removeprefix(SCHEMA_BASE_URI)
+        if not uri.startswith(SCHEMA_BASE_URI) or not name or "/" in name or "\\" in name:
+            raise ValueError(f"schema reference {uri!r} is not a file under {SCHEMA_BASE_URI}")
+        return load_file(name)
 
-    validators: dict[str, Callable[[Any], Any]] = {}
-    for kind, path in event_schema_files(events_dir.parent).items():
-        validators[kind] = fastjsonschema.compile(_load(path), handlers={"https": resolve})
-    return validators
+    return resolve
 
 
-def load_event_validators(directory: Path | None = None) -> dict[str, Callable[[Any], Any]]:
-    """Event type -> validator raising fastjsonschema.JsonSchemaValueException.
+@functools.cache
+def _compile_all(events_dir: Path) -> dict[str, Validator]:
+    """Compile every type's schema; cached per directory because compiling all of them
+    takes a fraction of a second, and agents, tests and the CLI each ask for them."""
+    resolve = _local_resolver(events_dir)
+    return {
+        kind: fastjsonschema.compile(_load(path), handlers={"https": resolve})
+        for kind, path in event_schema_files(events_dir.parent).items()
+    }
 
-    Compiled once per directory (compiling all types takes a fraction of a second;
-    validating an event takes microseconds).
+
+def load_event_validators(directory: Path | None = None) -> dict[str, Validator]:
+    """Event type -> a validator that returns the event or raises
+    fastjsonschema.JsonSchemaValueException, whose `.message` says what is wrong, `.name`
+    where (like `data.settled_amount.currency`) and `.rule` which keyword failed.
+
+    `directory` is a schemas directory (holding events/); default schema_dir(). The result
+    is a fresh dict of the once-compiled validators, so a caller may modify it.
     """
     return dict(_compile_all(((directory or schema_dir()) / "events").resolve()))

@@ -37,3 +37,9 @@ def test_bad_timestamps_say_why(text: str, message: str) -> None:
 @given(st.integers(min_value=0, max_value=4_102_444_800_000))
 def test_format_then_parse_is_identity(epoch_ms: int) -> None:
     assert parse_rfc3339_ms(format_rfc3339_ms(epoch_ms)) == epoch_ms
+
+
+@pytest.mark.parametrize("text", ["2026-11-24T10:15:30Z\n", "٢٠٢٦-11-24T10:15:30Z"])
+def test_trailing_newline_and_other_digits_are_refused(text: str) -> None:
+    with pytest.raises(TimestampError):
+        parse_rfc3339_ms(text)
