@@ -144,6 +144,30 @@ def replay(
 
 
 @app.command()
+def report(
+    kpi: Annotated[str | None, typer.Option(help="only this KPI, e.g. first_response_time")] = None,
+    window: Annotated[str | None, typer.Option(help="only this window size, e.g. 1h")] = None,
+    output: Annotated[str, typer.Option("--format", help="table, jsonl or csv")] = "table",
+) -> None:
+    """Print the closed windows on the KPI topic (the latest message of each key)."""
+    from stream.report import as_csv, as_jsonl, as_table, read_kpi_topic, rows
+
+    if output not in ("table", "jsonl", "csv"):
+        console.print(f"[red]--format {output!r} is not one of table, jsonl, csv[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    table = rows(
+        read_kpi_topic(settings.bootstrap_servers, settings.kpi_topic).values(), kpi, window
+    )
+    if output == "csv":
+        sys.stdout.write(as_csv(table))
+    elif output == "jsonl":
+        sys.stdout.write(as_jsonl(table))
+    else:
+        Console().print(as_table(table))
+
+
+@app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="mean simulated events per second")] = 20.0,
     time_scale: Annotated[

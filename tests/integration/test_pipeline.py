@@ -4,7 +4,9 @@ and /metrics showing exactly what the stream implies; bad messages in the DLQ.""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -359,6 +361,23 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         "first_response_time/1h|queue=billing,priority=urgent|2026-11-24T09:00:00.000Z",
         "first_response_time/1h|queue=technical,priority=high|2026-11-24T09:00:00.000Z",
         "first_response_time/1h|queue=shipping,priority=low|2026-11-24T09:00:00.000Z",
+    }
+
+    # `kpi report` prints the same windows.
+    report = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "report", "--window", "1h", "--format", "jsonl"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reported = [orjson.loads(line) for line in report.stdout.splitlines()]
+    assert {(r["dimensions"], r["count"]) for r in reported} == {
+        ("all", 3),
+        ("queue=billing,priority=urgent", 1),
+        ("queue=technical,priority=high", 1),
+        ("queue=shipping,priority=low", 1),
     }
 
     # Every bad message is in the DLQ with its reason and origin.
