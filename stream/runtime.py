@@ -208,42 +208,9 @@ class WorkerRuntime:
         if ticket_id is None:
             result.duplicate = self._seen_in_scope(event, scopes)
         else:
-            stored = tickets.get(ticket_id)
-            was_created = stored is not None and stored.get("created_at_ms") is not None
-            state = TicketState.from_dict(stored) if stored is not None else None
-            outcome = apply_ticket_event(state, event, self.queue_labels.label)
-            result.duplicate = outcome.duplicate
-            if not outcome.duplicate:
-                self._track_sla(partition, ticket_id, outcome)
-                stored = outcome.state.to_dict()
-                # The partition lets a rebalance rebuild the SLA clocks it owns.
-                stored["_partition"] = partition
-                tickets[ticket_id] = stored
-                expires = expires_at_ms(outcome.state, self.settings.ticket_retention_ms)
-                if expires is not None:
-                    heapq.heappush(self.expiry.setdefault(partition, []), (expires, ticket_id))
-                late_before = kpis.late_first_responses_total
-                changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
-                late = kpis.late_first_responses_total - late_before
-                if late:
-                    self.metrics.late.labels(topic, "first_response").inc(late)
-                self._count_facts(outcome.facts)
-                for response in outcome.first_responses:
-                    self.metrics.first_response.labels(response.queue, response.priority).observe(
-                        response.latency_ms / 1000.0
-                    )
-                if outcome.active_moves:
-                    result.state_writes[summary_key(partition)] = kpis.summary_dict()
-                for piece in changed:
-                    result.state_writes[piece_key(partition, piece)] = kpis.piece_dict(piece)
-                if (
-                    not was_created
-                    and outcome.state.created
-                    and outcome.state.counted_as is not None
-                    and outcome.state.counted_as[0] == OTHER
-                    and outcome.state.queue != OTHER
-                ):
-                    self.metrics.label_overflow.labels("queue").inc()
+            result.duplicate = self._apply_ticket_event(
+                event, ticket_id, partition, tickets, now_ms, result.state_writes
+            )
         if result.duplicate:
             self.metrics.duplicates.labels(topic).inc()
             return result
@@ -283,6 +250,55 @@ class WorkerRuntime:
                 del tickets[ticket_id]
                 self.sla.get(partition, SlaIndex()).update(ticket_id, [])
                 self.metrics.tickets_pruned.inc()
+
+    def _apply_ticket_event(
+        self,
+        event: Event,
+        ticket_id: str,
+        partition: int,
+        tickets: MutableMapping[str, Any],
+        now_ms: int,
+        state_writes: dict[str, Any],
+    ) -> bool:
+        """The ticket state machine, then everything it feeds; True for a duplicate."""
+        topic = self.settings.helpdesk_topic
+        kpis = self.partition(partition)
+        stored = tickets.get(ticket_id)
+        was_created = stored is not None and stored.get("created_at_ms") is not None
+        outcome = apply_ticket_event(
+            TicketState.from_dict(stored) if stored is not None else None,
+            event,
+            self.queue_labels.label,
+        )
+        if outcome.duplicate:
+            return True
+        self._track_sla(partition, ticket_id, outcome)
+        updated = outcome.state.to_dict()
+        # The partition lets a rebalance rebuild the SLA clocks it owns.
+        updated["_partition"] = partition
+        tickets[ticket_id] = updated
+        expires = expires_at_ms(outcome.state, self.settings.ticket_retention_ms)
+        if expires is not None:
+            heapq.heappush(self.expiry.setdefault(partition, []), (expires, ticket_id))
+        late_before = kpis.late_first_responses_total
+        changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
+        late = kpis.late_first_responses_total - late_before
+        if late:
+            self.metrics.late.labels(topic, "first_response").inc(late)
+        self._count_facts(outcome.facts)
+        for response in outcome.first_responses:
+            self.metrics.first_response.labels(response.queue, response.priority).observe(
+                response.latency_ms / 1000.0
+            )
+        if outcome.active_moves:
+            state_writes[summary_key(partition)] = kpis.summary_dict()
+        for piece in changed:
+            state_writes[piece_key(partition, piece)] = kpis.piece_dict(piece)
+        newly_created = not was_created and outcome.state.created
+        queue = outcome.state.queue or "unknown"
+        if newly_created and queue != OTHER and self.queue_labels.label(queue) == OTHER:
+            self.metrics.label_overflow.labels("queue").inc()
+        return False
 
     # --- SLA clocks -----------------------------------------------------------------
     def _ticket_queue(self, ticket: TicketState) -> str:
