@@ -383,6 +383,8 @@ class WorkerRuntime:
                 m.tickets_solved.labels(*dims, fact.method or "agent").inc()
                 if fact.seconds is not None:  # the first solve
                     m.resolution.labels(*dims, "first").observe(fact.seconds)
+                if fact.wait_seconds is not None:
+                    m.requester_wait.labels(*dims).observe(fact.wait_seconds)
                     m.touches.labels(*dims).observe(fact.touches or 0)
                 if fact.amount is not None and fact.currency:
                     m.value_settled.labels(self.currency_labels.label(fact.currency)).inc(

@@ -32,6 +32,7 @@ class OracleResult:
     reopened: int = 0
     csat_by_score: Counter[int] = field(default_factory=Counter)
     sla: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # sla, priority, result
+    requester_wait_seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     events: int = 0
     duplicates: int = 0
 
@@ -64,6 +65,28 @@ def _queue(event: dict[str, Any]) -> str | None:
 def _priority(event: dict[str, Any]) -> str | None:
     kinds = ("ticket.created", "ticket.priority_changed")
     return event.get("priority") if event["type"] in kinds else None
+
+
+def _requester_wait_ms(history: list[dict[str, Any]], created: int) -> tuple[int, int] | None:
+    """(first solve time, time spent in new/open until then), walking the status changes
+    in event time; None if never solved. A close stops the clock for good."""
+    waiting = ("new", "open")
+    since: int | None = created
+    total_ms, stopped = 0, False
+    for event in history:
+        new = _status(event)
+        if new is None or event["type"] == "ticket.created":
+            continue
+        if since is not None and new not in waiting:
+            total_ms += max(0, event["t"] - since)
+            since = None
+        elif since is None and new in waiting and not stopped:
+            since = event["t"]
+        if event["type"] == "ticket.solved":
+            return event["t"], total_ms
+        if event["type"] == "ticket.closed":
+            stopped = True
+    return None
 
 
 def compute(events: list[dict[str, Any]], watermark_ms: int) -> OracleResult:
@@ -111,6 +134,12 @@ def compute(events: list[dict[str, Any]], watermark_ms: int) -> OracleResult:
         result.reopened += sum(1 for e in history if e["type"] == "ticket.reopened")
         result.csat_by_score.update(e["score"] for e in history if e["type"] == "survey.csat")
 
+        wait = _requester_wait_ms(history, created)
+        if wait is not None:
+            solved_at, wait_ms = wait
+            dims = (_latest(history, solved_at, _queue), _latest(history, solved_at, _priority))
+            result.requester_wait_seconds.setdefault(dims, []).append(wait_ms / 1000.0)
+
         sla_priority = creations[0]["priority"]
         first_solve = min((e["t"] for e in solves), default=None)
         first_close = min((e["t"] for e in history if e["type"] == "ticket.closed"), default=None)
@@ -154,3 +183,11 @@ def assert_metrics_match(metrics: Samples, expected: OracleResult) -> None:
         {(str(s),): n for s, n in expected.csat_by_score.items()}
     )
     assert by(metrics, "kpistream_sla_total", "sla", "priority", "result") == expected.sla
+    waits = by(metrics, "kpistream_requester_wait_seconds_count", "queue", "priority")
+    assert waits == Counter({k: len(v) for k, v in expected.requester_wait_seconds.items()})
+    wait_sums = {
+        (lab["queue"], lab["priority"]): value
+        for lab, value in metrics.get("kpistream_requester_wait_seconds_sum", [])
+    }
+    for dims, values in expected.requester_wait_seconds.items():
+        assert math.isclose(wait_sums[dims], sum(values), rel_tol=1e-9, abs_tol=1e-6)

@@ -135,6 +135,14 @@ class PipelineMetrics:
             buckets=RESOLUTION_BUCKETS_SECONDS,
             registry=registry,
         )
+        self.requester_wait = Histogram(
+            "kpistream_requester_wait_seconds",
+            "H4: created -> first solve, counting only time in new/open (pending and on_hold "
+            "pause it), observed at the first solve.",
+            ["queue", "priority"],
+            buckets=RESOLUTION_BUCKETS_SECONDS,
+            registry=registry,
+        )
         self.touches = Histogram(
             "kpistream_touches_per_solved_ticket",
             "H10: public agent replies before a ticket's first solve (le=1 minus le=0: one-touch).",

@@ -44,6 +44,7 @@ class TicketFact:
     queue: str  # label value, already bounded
     priority: str
     seconds: float | None = None  # solved: first resolution; closed: full resolution;
+    wait_seconds: float | None = None  # solved (first): requester wait
     # agent_reply: handle time when the event carries it
     method: str | None = None  # solved: how
     touches: int | None = None  # solved: public agent replies before this solve
@@ -75,6 +76,10 @@ class TicketState:
     # SLAs whose clock has stopped and whose result has been counted.
     sla_done: list[str] = field(default_factory=list)
     closed_at_ms: int | None = None  # the first close
+    # Requester wait: time in new/open (the customer waits on us), paused in
+    # pending/on_hold (we wait on the customer) and stopped once solved or closed.
+    wait_ms: int = 0
+    wait_since_ms: int | None = None  # when the running wait clock last (re)started
     solved_at_ms: int | None = None  # the latest solve
     first_solved_at_ms: int | None = None
     agent_replies: int = 0  # public agent replies ("touches")
@@ -104,6 +109,8 @@ class TicketState:
             "sla_breached": self.sla_breached,
             "sla_done": self.sla_done,
             "closed_at_ms": self.closed_at_ms,
+            "wait_ms": self.wait_ms,
+            "wait_since_ms": self.wait_since_ms,
             "solved_at_ms": self.solved_at_ms,
             "first_solved_at_ms": self.first_solved_at_ms,
             "agent_replies": self.agent_replies,
@@ -132,6 +139,8 @@ class TicketState:
             sla_breached=list(data.get("sla_breached", [])),
             sla_done=list(data.get("sla_done", [])),
             closed_at_ms=data.get("closed_at_ms"),
+            wait_ms=data.get("wait_ms", 0),
+            wait_since_ms=data.get("wait_since_ms"),
             solved_at_ms=data.get("solved_at_ms"),
             first_solved_at_ms=data.get("first_solved_at_ms"),
             agent_replies=data.get("agent_replies", 0),
@@ -255,6 +264,7 @@ def _apply(
         _set_priority(state, body.get("priority"), at)
         state.sla_priority = body.get("priority")
         _set_status(state, "new", at)
+        state.wait_ms, state.wait_since_ms = 0, at
         fact("created")
     elif kind == "ticket.replied":
         if is_first_response(event):
@@ -288,6 +298,7 @@ def _apply(
             "solved",
             # First resolution: to the first solve. Full resolution is counted at close.
             seconds=max(0, at - created) / 1000.0 if first else None,
+            wait_seconds=state.wait_ms / 1000.0 if first else None,
             method=body.get("method"),
             touches=state.agent_replies,
             amount=settled.get("value"),
@@ -317,9 +328,24 @@ def _apply(
     # Self-service sessions with a ticket change nothing of the ticket.
 
 
+_WAITING = ("new", "open")
+
+
 def _set_status(state: TicketState, status: str, at: int) -> None:
     if at >= state.status_at_ms:
+        _move_wait_clock(state, status, at)
         state.status, state.status_at_ms = status, at
+
+
+def _move_wait_clock(state: TicketState, status: str, at: int) -> None:
+    """Pause the requester-wait clock leaving new/open, resume it on coming back, and
+    stop it for good at the first solve or close."""
+    stopped = state.first_solved_at_ms is not None or state.closed_at_ms is not None
+    if state.wait_since_ms is not None and status not in _WAITING:
+        state.wait_ms += max(0, at - state.wait_since_ms)
+        state.wait_since_ms = None
+    elif state.wait_since_ms is None and status in _WAITING and state.created and not stopped:
+        state.wait_since_ms = at
 
 
 def _set_queue(state: TicketState, queue: str | None, at: int) -> None:

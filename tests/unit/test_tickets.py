@@ -195,3 +195,22 @@ def test_internal_notes_and_customer_replies_are_not_touches() -> None:
     solved = [f for f in facts(outcomes) if f.kind == "solved"]
     assert solved[0].touches == 0
     assert [f.kind for f in facts(outcomes)].count("agent_reply") == 0
+
+
+def test_requester_wait_pauses_in_pending_and_on_hold() -> None:
+    _, outcomes = run(
+        [
+            created("T1", T0),  # waiting from T0
+            ticket_event("ticket.status_changed", "T1", T0 + HOUR, status="pending"),  # 1 h
+            ticket_event("ticket.status_changed", "T1", T0 + 5 * HOUR, status="open"),
+            ticket_event("ticket.status_changed", "T1", T0 + 6 * HOUR, status="on_hold"),  # +1 h
+            ticket_event("ticket.status_changed", "T1", T0 + 8 * HOUR, status="open"),
+            ticket_event("ticket.solved", "T1", T0 + 9 * HOUR, method="agent"),  # +1 h
+            ticket_event("ticket.reopened", "T1", T0 + 10 * HOUR),
+            ticket_event("ticket.solved", "T1", T0 + 20 * HOUR, method="agent"),
+        ]
+    )
+    solved = [f for f in facts(outcomes) if f.kind == "solved"]
+    assert solved[0].wait_seconds == 3 * 3600  # of 9 h to the first solve
+    assert solved[0].seconds == 9 * 3600
+    assert solved[1].wait_seconds is None  # only the first solve counts
