@@ -83,7 +83,10 @@ def register_agents(
             if tp.topic == runtime.settings.helpdesk_topic
         ]
         runtime.load_partitions(
-            actives, list(tables.kpi_state.items()), list(tables.tickets.items())
+            actives,
+            list(tables.kpi_state.items()),
+            list(tables.tickets.items()),
+            list(tables.scopes.items()),
         )
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 

@@ -11,7 +11,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -28,6 +28,7 @@ from stream.kpi.merge import (
     partial,
 )
 from stream.kpi.partition import PartitionKpis, PieceId
+from stream.kpi.shifts import apply_shift
 from stream.kpi.sla import (
     FIRST_RESPONSE,
     RESOLUTION,
@@ -119,6 +120,7 @@ class WorkerRuntime:
         # Per partition: a heap of (expires_at_ms, ticket_id) of tickets that may be dropped.
         self.expiry: dict[int, list[tuple[int, str]]] = {}
         self._reported_watermarks: dict[int, int] = {}
+        self.on_shift: dict[int, int] = {}  # agents on shift, by partition
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
@@ -136,6 +138,7 @@ class WorkerRuntime:
         active: Iterable[int],
         state: Iterable[tuple[str, Any]],
         tickets: Iterable[tuple[str, Any]] = (),
+        scopes: Iterable[tuple[str, Any]] = (),
     ) -> None:
         """Rebuild the in-memory aggregates of the active partitions from table state.
 
@@ -174,6 +177,10 @@ class WorkerRuntime:
                     self.expiry[stored["_partition"]].append((expires, ticket_id))
         for heap in self.expiry.values():
             heapq.heapify(heap)
+        self.on_shift = {p: 0 for p in wanted}
+        for key, record in scopes:
+            if key.startswith("shift:") and record and record.get("_partition") in wanted:
+                self.on_shift[record["_partition"]] += record.get("state") == "on"
 
     def partition(self, number: int) -> PartitionKpis:
         kpis = self.partitions.get(number)
@@ -207,6 +214,8 @@ class WorkerRuntime:
         kpis = self.partition(partition)
         if ticket_id is None:
             result.duplicate = self._seen_in_scope(event, scopes)
+            if not result.duplicate and event.type == "agent.shift":
+                self._apply_shift(event, partition, scopes)
         else:
             result.duplicate = self._apply_ticket_event(
                 event, ticket_id, partition, tickets, now_ms, result.state_writes
@@ -423,6 +432,12 @@ class WorkerRuntime:
         scopes[scope] = seen[-SCOPE_DEDUPE_IDS:]
         return False
 
+    def _apply_shift(self, event: Event, partition: int, scopes: MutableMapping[str, Any]) -> None:
+        key = f"shift:{event.body['agent_id']}"
+        record, delta = apply_shift(scopes.get(key), event.body["state"], event.occurred_at_ms)
+        scopes[key] = {**record, "_partition": partition}
+        self.on_shift[partition] = self.on_shift.get(partition, 0) + delta
+
     # --- time ---------------------------------------------------------------------
     def tick(self, now_ms: int | None = None) -> list[dict[str, Any]]:
         """What time alone does, once a second: SLA clocks run out, windows close.
@@ -502,12 +517,13 @@ class WorkerRuntime:
             now = self._sla_now_ms(number, wall)
             if now is not None:
                 sla_clocks.update(index.counts(now, self.sla_policy.warn_ms))
-        return build_snapshot(
+        snap = build_snapshot(
             self.partitions,
             wall if self.settings.live else None,
             self.settings.sketch_relative_accuracy,
             sla_clocks,
         )
+        return replace(snap, agents_on_shift=sum(self.on_shift.values()))
 
     def progress(self) -> list[PartitionProgress]:
         now = wall_ms()

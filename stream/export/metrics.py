@@ -333,6 +333,11 @@ def _kpi_families(snap: KpiSnapshot) -> Iterator[GaugeMetricFamily]:
         family = breaching if state == "breaching" else at_risk
         family.add_metric([sla, queue, priority], n)
     yield from (breaching, at_risk)
+    yield GaugeMetricFamily(
+        "kpistream_agents_on_shift",
+        "H12: agents whose latest agent.shift is 'on' (agent-hours: avg_over_time over 1h).",
+        value=snap.agents_on_shift,
+    )
 
 
 def _progress_families(progress: list[PartitionProgress]) -> Iterator[GaugeMetricFamily]:

@@ -41,6 +41,7 @@ class KpiSnapshot:
     watermarks_ms: dict[int, int | None] = field(default_factory=dict)
     # (sla, queue, priority, 'breaching' | 'at_risk') -> running clocks
     sla_clocks: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    agents_on_shift: int = 0
 
 
 def build_snapshot(

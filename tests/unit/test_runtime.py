@@ -106,7 +106,7 @@ def test_agent_shift_duplicates_are_dropped_within_the_agent_scope(
     assert not first.duplicate
     assert first.event is not None
     assert second.duplicate
-    assert scopes == {"agent:a-1": ["s1"]}
+    assert scopes["agent:a-1"] == ["s1"]
 
 
 def test_selfservice_nps_and_settled_value_are_counted(runtime: WorkerRuntime) -> None:
@@ -218,3 +218,31 @@ def test_a_reopened_ticket_is_not_dropped() -> None:
     ]:
         runtime.process_helpdesk(raw(event), 0, tickets, {}, now_ms=0)
     assert "T1" in tickets
+
+
+def shift(event_id: str, agent: str, state: str, minute: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": "agent.shift",
+            "occurred_at": f"2026-11-24T09:{minute:02d}:00Z",
+            "agent_id": agent,
+            "state": state,
+        }
+    )
+
+
+def test_agents_on_shift_follow_their_latest_shift_event(runtime: WorkerRuntime) -> None:
+    scopes: dict[str, Any] = {}
+    for raw_event in [
+        shift("s1", "a-1", "on", 0),
+        shift("s2", "a-2", "on", 1),
+        shift("s2", "a-2", "on", 1),  # duplicate
+        shift("s3", "a-1", "off", 30),
+        shift("s4", "a-3", "on", 31),
+    ]:
+        runtime.process_helpdesk(raw_event, 1, {}, scopes, now_ms=0)
+    assert scrape(runtime)["kpistream_agents_on_shift"] == [({}, 2.0)]
+    restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
+    restarted.load_partitions([1], [], [], scopes.items())
+    assert scrape(restarted)["kpistream_agents_on_shift"] == [({}, 2.0)]
