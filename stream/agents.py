@@ -66,14 +66,21 @@ def register_agents(
 
     @app.timer(1.0, name="tick")
     async def tick() -> None:
-        for message in runtime.tick():
+        sent = [
             await topics.partials.send(value=orjson.dumps(message))
+            for message in runtime.tick(tickets=tables.tickets)
+        ]
+        # Delivered before the marks that follow them are persisted (at the partition's
+        # next event): a crash in between re-sends them, never loses them.
+        for pending in sent:
+            await pending
 
     @app.agent(topics.partials, name="merge-windows")
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
             for key, kpi_message in runtime.merge_step(orjson.loads(value), tables.window_merge):
-                await topics.kpi.send(key=key.encode(), value=orjson.dumps(kpi_message))
+                body = None if kpi_message is None else orjson.dumps(kpi_message)
+                await topics.kpi.send(key=key.encode(), value=body)
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -88,6 +95,7 @@ def register_agents(
             list(tables.tickets.items()),
             list(tables.scopes.items()),
         )
+        runtime.load_merge_state(list(tables.window_merge.keys()))
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 
     def highwater(topic: str, partition: int) -> int | None:

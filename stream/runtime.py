@@ -1,15 +1,18 @@
 """The worker's in-process state and the steps an agent takes for one message.
 
-Kept apart from the Faust wiring so that the whole path (decode, dedupe, state machine,
-aggregates, metrics) runs in tests with plain dicts standing in for tables. Tables are
-passed in as mutable mappings; the agent hands in Faust tables, tests hand in dicts.
+Kept apart from the Faust wiring so that the whole path (decode, dedupe, ticket
+derivation, windows, merge, metrics) runs in tests with plain dicts standing in for
+tables. Tables are passed in as mutable mappings; the agent hands in Faust tables, tests
+hand in dicts. Table writes happen only inside `process_helpdesk` and `merge_step`,
+which the agents call from inside stream iteration (where Faust sends the changelog
+record to the partition of the message being processed).
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,34 +21,22 @@ from prometheus_client import CollectorRegistry
 
 from stream.codec import HELPDESK_TYPES, Decoder, Rejection
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
+from stream.kpi.contrib import Contribution, diff, session_contributions
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
-from stream.kpi.merge import (
-    FIRST_RESPONSE_TIME,
-    is_final,
-    merged_messages,
-    parse_window_key,
-    partial,
-)
-from stream.kpi.partition import PartitionKpis, PieceId
+from stream.kpi.merge import WindowMerger
+from stream.kpi.partition import PartitionKpis
 from stream.kpi.shifts import apply_shift
-from stream.kpi.sla import (
-    FIRST_RESPONSE,
-    RESOLUTION,
-    SlaIndex,
-    open_clocks,
-    settle_stopped_clocks,
-    sla_priority,
-)
+from stream.kpi.sla import SlaIndex
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
-from stream.kpi.surveys import nps_category
 from stream.kpi.tickets import (
-    TicketFact,
-    TicketOutcome,
     TicketState,
-    apply_ticket_event,
+    TicketView,
+    add_event,
+    derive,
     expires_at_ms,
 )
+from stream.kpi.timefmt import format_rfc3339_ms
 from stream.settings import Settings
 
 # Expired ticket states dropped per event at most: pruning keeps pace with the stream
@@ -59,19 +50,6 @@ SCOPE_DEDUPE_IDS = 1000
 
 def summary_key(partition: int) -> str:
     return f"{partition}|summary"
-
-
-def piece_key(partition: int, piece: PieceId) -> str:
-    size, start, (queue, priority) = piece
-    return f"{partition}|w|{size}|{start}|{queue}|{priority}"
-
-
-def parse_piece_key(rest: str) -> PieceId:
-    """The inverse of piece_key without its partition: 'w|size|start|queue|priority'."""
-    _, size, start, remainder = rest.split("|", 3)
-    # Priorities are an enum without '|'; a queue name may contain one.
-    queue, priority = remainder.rsplit("|", 1)
-    return int(size), int(start), (queue, priority)
 
 
 def wall_ms() -> int:
@@ -109,21 +87,21 @@ class WorkerRuntime:
         self.currency_labels = BoundedLabels((), 20)
         self.partitions: dict[int, PartitionKpis] = {}
         self.positions: dict[tuple[str, int], Position] = {}
-        # Closed windows whose table entries must be deleted by the next event of their
-        # partition (Faust writes a changelog record only from inside stream iteration).
-        self.pending_deletes: dict[int, set[str]] = {}
         self.sla_policy = settings.sla_policy()
         self.sla: dict[int, SlaIndex] = {}
-        # Breaches counted by the clock (no event): flagged in the ticket's state by the
-        # partition's next event, so a later answer does not count the ticket again.
+        # Breaches recorded by the clock alone (a tick, outside stream iteration, where no
+        # table can be written): flagged in the ticket's state by the partition's next
+        # event. Their contributions are already in the windows.
         self.pending_breaches: dict[int, set[tuple[str, str]]] = {}
         # Per partition: a heap of (expires_at_ms, ticket_id) of tickets that may be dropped.
         self.expiry: dict[int, list[tuple[int, str]]] = {}
-        self._reported_watermarks: dict[int, int] = {}
+        self._reported_marks: dict[int, tuple[int, int]] = {}
         self.on_shift: dict[int, int] = {}  # agents on shift, by partition
+        self.merger = WindowMerger(settings.partitions, format_rfc3339_ms)
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
+        self._summary_written: dict[int, int | None] = {}
 
     # --- partitions -------------------------------------------------------------
     def new_partition(self) -> PartitionKpis:
@@ -133,6 +111,15 @@ class WorkerRuntime:
             relative_accuracy=self.settings.sketch_relative_accuracy,
         )
 
+    def partition(self, number: int) -> PartitionKpis:
+        kpis = self.partitions.get(number)
+        if kpis is None:
+            kpis = self.partitions[number] = self.new_partition()
+        return kpis
+
+    def _derive(self, state: TicketState) -> TicketView:
+        return derive(state, self.sla_policy, self.queue_labels.label)
+
     def load_partitions(
         self,
         active: Iterable[int],
@@ -140,53 +127,52 @@ class WorkerRuntime:
         tickets: Iterable[tuple[str, Any]] = (),
         scopes: Iterable[tuple[str, Any]] = (),
     ) -> None:
-        """Rebuild the in-memory aggregates of the active partitions from table state.
+        """Rebuild the in-memory state of the active partitions from the tables.
 
-        Called when a rebalance completes (after changelog recovery), so the gauges are
-        right from the first scrape even before the next event arrives.
+        Called when a rebalance completes (after changelog recovery). The windows that
+        are not final are a function of the tickets, so they are derived again; the
+        gauges are right from the first scrape, before the next event arrives.
         """
         wanted = set(active)
         rebuilt = {p: self.new_partition() for p in wanted}
         for key, value in state:
-            if value is None:
-                continue
             part, _, rest = key.partition("|")
-            if not part.isdigit() or int(part) not in wanted:
-                continue
-            kpis = rebuilt[int(part)]
-            if rest == "summary":
-                kpis.load_summary(value)
-            elif rest.startswith("w|"):
-                kpis.load_piece(parse_piece_key(rest), value)
-        self.partitions = rebuilt
-        self.pending_deletes = {p: d for p, d in self.pending_deletes.items() if p in wanted}
-        self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
-        self._reported_watermarks = {
-            p: w for p, w in self._reported_watermarks.items() if p in wanted
-        }
+            if value is not None and rest == "summary" and part.isdigit() and int(part) in wanted:
+                rebuilt[int(part)].load_summary(value)
+        contributions: dict[int, list[Contribution]] = defaultdict(list)
         self.sla = {p: SlaIndex() for p in wanted}
         self.expiry = {p: [] for p in wanted}
+        for kpis in rebuilt.values():
+            kpis.active.clear()
         retention = self.settings.ticket_retention_ms
         for ticket_id, stored in tickets:
-            if stored is not None and stored.get("_partition") in wanted:
-                ticket = TicketState.from_dict(stored)
-                clocks = open_clocks(ticket, self.sla_policy, self._ticket_queue(ticket))
-                self.sla[stored["_partition"]].update(ticket_id, clocks)
-                expires = expires_at_ms(ticket, retention)
-                if expires is not None:
-                    self.expiry[stored["_partition"]].append((expires, ticket_id))
-        for heap in self.expiry.values():
-            heapq.heapify(heap)
+            number = stored.get("_partition") if stored is not None else None
+            if number not in wanted:
+                continue
+            view = self._derive(TicketState.from_dict(stored))
+            contributions[number] += view.contributions
+            self.sla[number].update(ticket_id, view.clocks)
+            if view.active_key is not None:
+                rebuilt[number].active[view.active_key] += 1
+            expires = expires_at_ms(view, retention)
+            if expires is not None:
+                self.expiry[number].append((expires, ticket_id))
         self.on_shift = {p: 0 for p in wanted}
         for key, record in scopes:
-            if key.startswith("shift:") and record and record.get("_partition") in wanted:
-                self.on_shift[record["_partition"]] += record.get("state") == "on"
-
-    def partition(self, number: int) -> PartitionKpis:
-        kpis = self.partitions.get(number)
-        if kpis is None:
-            kpis = self.partitions[number] = self.new_partition()
-        return kpis
+            number = record.get("_partition") if isinstance(record, dict) else None
+            if number not in wanted:
+                continue
+            if key.startswith("shift:"):
+                self.on_shift[number] += record.get("state") == "on"
+            for i, (t, screens, clicks, ok) in enumerate(record.get("sessions", ())):
+                contributions[number] += session_contributions(t, screens, clicks, ok, f"s{i}")
+        for number, kpis in rebuilt.items():
+            kpis.rebuild(contributions.get(number, ()))
+        for heap in self.expiry.values():
+            heapq.heapify(heap)
+        self.partitions = rebuilt
+        self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
+        self._reported_marks = {p: m for p, m in self._reported_marks.items() if p in wanted}
 
     # --- one message -----------------------------------------------------------
     def process_helpdesk(
@@ -210,34 +196,143 @@ class WorkerRuntime:
             return HelpdeskResult(rejection=decoded)
         event = decoded
         result = HelpdeskResult(event=event)
+        self._flag_breaches(partition, tickets)
         ticket_id = event.body.get("ticket_id")
         kpis = self.partition(partition)
         if ticket_id is None:
-            result.duplicate = self._seen_in_scope(event, scopes)
-            if not result.duplicate and event.type == "agent.shift":
-                self._apply_shift(event, partition, scopes)
+            result.duplicate = self._apply_scoped_event(event, partition, scopes, now_ms)
         else:
             result.duplicate = self._apply_ticket_event(
-                event, ticket_id, partition, tickets, now_ms, result.state_writes
+                event, ticket_id, partition, tickets, now_ms
             )
         if result.duplicate:
             self.metrics.duplicates.labels(topic).inc()
             return result
-        if event.type == "selfservice.session":
-            self._count_selfservice(event)
-        if kpis.max_event_ms is None or event.occurred_at_ms > kpis.max_event_ms:
-            kpis.max_event_ms = event.occurred_at_ms
-            result.state_writes.setdefault(summary_key(partition), kpis.summary_dict())
         self.metrics.events.labels(topic, event.type).inc()
         # Keep the gauge at the newest event time, not the last one processed.
         if event.occurred_at_ms > self._newest_event_ms.get(topic, -(2**62)):
             self._newest_event_ms[topic] = event.occurred_at_ms
             self.metrics.last_event_timestamp.labels(topic).set(event.occurred_at_ms / 1000.0)
-        for key in self.pending_deletes.pop(partition, ()):
-            result.state_writes[key] = None
-        self._flag_breaches(partition, tickets)
+        watermark = kpis.event_watermark_ms()
+        if watermark is not None:
+            # The clocks this event's time has run out: breached now, recorded in their
+            # tickets here, inside stream iteration.
+            for due_id, sla in self.sla.setdefault(partition, SlaIndex()).due(watermark):
+                self._record_breach(partition, due_id, sla, tickets, write=True)
+        if kpis.final_through_ms != self._summary_written.get(partition):
+            # The marks change once a tick: persisting them then is enough (a restart
+            # with older marks re-sends final windows, which the merge ignores).
+            self._summary_written[partition] = kpis.final_through_ms
+            result.state_writes[summary_key(partition)] = kpis.summary_dict()
         self._prune(partition, tickets)
         return result
+
+    def _apply_ticket_event(
+        self,
+        event: Event,
+        ticket_id: str,
+        partition: int,
+        tickets: MutableMapping[str, Any],
+        now_ms: int,
+    ) -> bool:
+        """Insert the event into its ticket, apply what changed; True for a duplicate."""
+        stored = tickets.get(ticket_id)
+        state = TicketState.from_dict(stored) if stored is not None else TicketState(ticket_id)
+        before = self._derive(state) if stored is not None else TicketView()
+        refused = add_event(state, event)
+        if refused == "duplicate":
+            return True
+        kpis = self.partition(partition)
+        kpis.observe(event.occurred_at_ms, now_ms)
+        if refused == "full":
+            self.metrics.dropped.labels(self.settings.helpdesk_topic, "ticket_history_full").inc()
+            return False
+        after = self._derive(state)
+        self._apply_change(partition, state, before, after)
+        self._store_ticket(partition, state, tickets)
+        expires = expires_at_ms(after, self.settings.ticket_retention_ms)
+        if expires is not None:
+            heapq.heappush(self.expiry.setdefault(partition, []), (expires, ticket_id))
+        if before.created_at_ms is None and after.created_at_ms is not None:
+            queue = next(
+                (
+                    str(f.get("queue") or "unknown")
+                    for _, k, _, f in state.events
+                    if k == "ticket.created"
+                ),
+                "unknown",
+            )
+            if queue != OTHER and self.queue_labels.label(queue) == OTHER:
+                self.metrics.label_overflow.labels("queue").inc()
+        return False
+
+    def _apply_change(
+        self, partition: int, state: TicketState, before: TicketView, after: TicketView
+    ) -> None:
+        """Everything a change of a ticket feeds: windows, live counters, gauges, clocks."""
+        kpis = self.partition(partition)
+        self._count_late(kpis.apply(diff(before.contributions, after.contributions)), kpis)
+        self._count_live(state, after.contributions)
+        if after.active_key != state.counted_as:
+            if state.counted_as is not None:
+                kpis.active[state.counted_as] -= 1
+                if kpis.active[state.counted_as] <= 0:
+                    del kpis.active[state.counted_as]
+            if after.active_key is not None:
+                kpis.active[after.active_key] += 1
+            state.counted_as = after.active_key
+        self.sla.setdefault(partition, SlaIndex()).update(state.ticket_id, after.clocks)
+
+    def _store_ticket(
+        self, partition: int, state: TicketState, tickets: MutableMapping[str, Any]
+    ) -> None:
+        stored = state.to_dict()
+        stored["_partition"] = partition  # lets a rebalance rebuild what the partition owns
+        tickets[state.ticket_id] = stored
+
+    def _count_late(self, late: int, kpis: PartitionKpis) -> None:
+        if late:
+            for family, n in kpis.late.items():
+                self.metrics.late.labels(self.settings.helpdesk_topic, family).inc(n)
+            kpis.late.clear()
+
+    def _apply_scoped_event(
+        self, event: Event, partition: int, scopes: MutableMapping[str, Any], now_ms: int
+    ) -> bool:
+        """Events with no ticket: agent shifts and anonymous self-service sessions."""
+        body = event.body
+        scope = (
+            f"agent:{body['agent_id']}"
+            if body.get("agent_id")
+            else f"customer:{body.get('customer_id')}"
+        )
+        record = scopes.get(scope)
+        record = dict(record) if isinstance(record, dict) else {"ids": []}
+        if event.event_id in record["ids"]:
+            return True
+        record["ids"] = [*record["ids"], event.event_id][-SCOPE_DEDUPE_IDS:]
+        record["_partition"] = partition
+        kpis = self.partition(partition)
+        kpis.observe(event.occurred_at_ms, now_ms)
+        if event.type == "selfservice.session":
+            session: list[Any] = [
+                event.occurred_at_ms,
+                int(body.get("screens", 0)),
+                int(body.get("clicks", 0)),
+                bool(body.get("succeeded")),
+            ]
+            # Kept for the rebuild of the windows; older ones are in final windows.
+            horizon = event.occurred_at_ms - self.settings.ticket_retention_ms
+            sessions = [s for s in record.get("sessions", []) if s[0] >= horizon]
+            record["sessions"] = [*sessions, session][-SCOPE_DEDUPE_IDS:]
+            at, screens, clicks, ok = session
+            facts = session_contributions(at, screens, clicks, ok, f"s{len(sessions)}")
+            self._count_late(kpis.apply((c, 1) for c in facts), kpis)
+            self._count_live_facts(facts)
+        scopes[scope] = record
+        if event.type == "agent.shift":
+            self._apply_shift(event, partition, scopes)
+        return False
 
     def _prune(self, partition: int, tickets: MutableMapping[str, Any]) -> None:
         """Drop ticket states whose retention has passed in event time (never by the wall
@@ -254,183 +349,136 @@ class WorkerRuntime:
             stored = tickets.get(ticket_id)
             if stored is None:
                 continue
-            expires = expires_at_ms(TicketState.from_dict(stored), retention)
+            expires = expires_at_ms(self._derive(TicketState.from_dict(stored)), retention)
             if expires is not None and expires <= watermark:  # still due: not reopened since
                 del tickets[ticket_id]
                 self.sla.get(partition, SlaIndex()).update(ticket_id, [])
                 self.metrics.tickets_pruned.inc()
 
-    def _apply_ticket_event(
-        self,
-        event: Event,
-        ticket_id: str,
-        partition: int,
-        tickets: MutableMapping[str, Any],
-        now_ms: int,
-        state_writes: dict[str, Any],
-    ) -> bool:
-        """The ticket state machine, then everything it feeds; True for a duplicate."""
-        topic = self.settings.helpdesk_topic
-        kpis = self.partition(partition)
-        stored = tickets.get(ticket_id)
-        was_created = stored is not None and stored.get("created_at_ms") is not None
-        outcome = apply_ticket_event(
-            TicketState.from_dict(stored) if stored is not None else None,
-            event,
-            self.queue_labels.label,
-        )
-        if outcome.duplicate:
-            return True
-        self._track_sla(partition, ticket_id, outcome)
-        updated = outcome.state.to_dict()
-        # The partition lets a rebalance rebuild the SLA clocks it owns.
-        updated["_partition"] = partition
-        tickets[ticket_id] = updated
-        expires = expires_at_ms(outcome.state, self.settings.ticket_retention_ms)
-        if expires is not None:
-            heapq.heappush(self.expiry.setdefault(partition, []), (expires, ticket_id))
-        late_before = kpis.late_first_responses_total
-        changed = kpis.apply(outcome, event.occurred_at_ms, now_ms)
-        late = kpis.late_first_responses_total - late_before
-        if late:
-            self.metrics.late.labels(topic, "first_response").inc(late)
-        self._count_facts(outcome.facts)
-        for response in outcome.first_responses:
-            self.metrics.first_response.labels(response.queue, response.priority).observe(
-                response.latency_ms / 1000.0
-            )
-        if outcome.active_moves:
-            state_writes[summary_key(partition)] = kpis.summary_dict()
-        for piece in changed:
-            state_writes[piece_key(partition, piece)] = kpis.piece_dict(piece)
-        newly_created = not was_created and outcome.state.created
-        queue = outcome.state.queue or "unknown"
-        if newly_created and queue != OTHER and self.queue_labels.label(queue) == OTHER:
-            self.metrics.label_overflow.labels("queue").inc()
-        return False
-
     # --- SLA clocks -----------------------------------------------------------------
-    def _ticket_queue(self, ticket: TicketState) -> str:
-        return self.queue_labels.label(ticket.queue or "unknown")
+    def _record_breach(
+        self,
+        partition: int,
+        ticket_id: str,
+        sla: str,
+        tickets: MutableMapping[str, Any],
+        write: bool,
+    ) -> None:
+        """A running clock the watermark has passed: breached, recorded for good."""
+        stored = tickets.get(ticket_id)
+        if stored is None:
+            return
+        state = TicketState.from_dict(stored)
+        if sla in state.breached:
+            return
+        before = self._derive(state)
+        state.breached.append(sla)
+        self._apply_change(partition, state, before, self._derive(state))
+        if write:
+            self._store_ticket(partition, state, tickets)
+        else:
+            self.pending_breaches.setdefault(partition, set()).add((ticket_id, sla))
 
-    def _breach_counted(self, partition: int, ticket: TicketState, sla: str) -> bool:
-        pending = self.pending_breaches.get(partition, set())
-        return sla in ticket.sla_breached or (ticket.ticket_id, sla) in pending
+    def _flag_breaches(self, partition: int, tickets: MutableMapping[str, Any]) -> None:
+        """Write the breaches the clock recorded into their tickets (now that a table
+        write reaches the changelog of this partition). Their effects are applied."""
+        for ticket_id, sla in self.pending_breaches.pop(partition, set()):
+            stored = tickets.get(ticket_id)
+            if stored is None:
+                continue
+            state = TicketState.from_dict(stored)
+            if sla not in state.breached:
+                state.breached.append(sla)
+            if f"sla:{sla}" not in state.live:
+                state.live.append(f"sla:{sla}")
+            self._store_ticket(partition, state, tickets)
 
-    def _track_sla(self, partition: int, ticket_id: str, outcome: TicketOutcome) -> None:
-        """Count the results of the clocks this event stopped; re-derive the running ones."""
-        ticket = outcome.state
-        pending = self.pending_breaches.get(partition, set())
-        for sla in (FIRST_RESPONSE, RESOLUTION):
-            # A breach counted by the clock and not yet written: this write records it.
-            if (ticket_id, sla) in pending:
-                pending.discard((ticket_id, sla))
-                if sla not in ticket.sla_breached:
-                    ticket.sla_breached.append(sla)
-        queue, priority = self._ticket_queue(ticket), sla_priority(ticket)
-        for sla, result in settle_stopped_clocks(ticket, self.sla_policy):
-            self.metrics.sla.labels(sla, queue, priority, result).inc()
-        index = self.sla.setdefault(partition, SlaIndex())
-        index.update(ticket_id, open_clocks(ticket, self.sla_policy, queue))
+    def expire_sla(self, wall: int, tickets: MutableMapping[str, Any] | None = None) -> int:
+        """Record the breaches of clocks that ran out with no event to stop them.
 
-    def _sla_now_ms(self, partition: int, wall: int) -> int | None:
-        """A partition's SLA clock: its newest event time, and in live mode the wall clock."""
-        kpis = self.partitions.get(partition)
-        newest = kpis.max_event_ms if kpis is not None else None
-        if self.settings.live:
-            return wall if newest is None else max(newest, wall)
-        return newest
-
-    def expire_sla(self, wall: int) -> int:
-        """Count the breaches of clocks that ran out with no event to stop them.
-
-        Counted once the partition's watermark has passed the deadline, so an answer
-        that was in time but arrives late (within grace) is still counted as met. The
+        Recorded once the partition's watermark has passed the deadline, so an answer
+        that was in time but arrives late (within grace) still counts as met. The
         breaching gauge does not wait: it follows the newest event time (and the wall
         clock in live mode).
         """
+        if tickets is None:
+            return 0
         expired = 0
         for number, index in self.sla.items():
             kpis = self.partitions.get(number)
             now = kpis.watermark_ms(wall if self.settings.live else None) if kpis else None
             if now is None:
                 continue
-            pending = self.pending_breaches.setdefault(number, set())
-            for clock in index.expire(now, pending):
-                self.metrics.sla.labels(clock.sla, clock.queue, clock.priority, "breached").inc()
-                pending.add((clock.ticket_id, clock.sla))
+            for ticket_id, sla in index.due(now):
+                self._record_breach(number, ticket_id, sla, tickets, write=False)
                 expired += 1
         return expired
 
-    def _flag_breaches(self, partition: int, tickets: MutableMapping[str, Any]) -> None:
-        """Write the clock-counted breaches into their tickets (inside stream iteration,
-        where a table write reaches the changelog of this partition)."""
-        for ticket_id, sla in self.pending_breaches.pop(partition, set()):
-            stored = tickets.get(ticket_id)
-            if stored is None:
-                continue
-            ticket = TicketState.from_dict(stored)
-            if sla not in ticket.sla_breached:
-                ticket.sla_breached.append(sla)
-            updated = ticket.to_dict()
-            updated["_partition"] = partition
-            tickets[ticket_id] = updated
-            self.sla.setdefault(partition, SlaIndex()).update(
-                ticket_id, open_clocks(ticket, self.sla_policy, self._ticket_queue(ticket))
-            )
+    # --- live counters ------------------------------------------------------------
+    def _count_live(self, state: TicketState, contributions: list[Contribution]) -> None:
+        """Count each fact of the ticket once, the first time it appears."""
+        done = set(state.live)
+        fresh = [c for c in contributions if c.ident not in done and c.ident != "a"]
+        if fresh:
+            self._count_live_facts(fresh)
+            state.live.extend(sorted({c.ident for c in fresh}))
 
-    def _count_facts(self, facts: list[TicketFact]) -> None:
+    def _count_live_facts(self, facts: list[Contribution]) -> None:
         m = self.metrics
-        for fact in facts:
-            dims = (fact.queue, fact.priority)
-            complaint = "true" if fact.complaint else "false"
-            if fact.kind == "created":
-                m.tickets_created.labels(*dims, complaint).inc()
-            elif fact.kind == "escalated":
-                m.tickets_escalated.labels(*dims, complaint).inc()
-            elif fact.kind == "solved":
-                m.tickets_solved.labels(*dims, fact.method or "agent").inc()
-                if fact.seconds is not None:  # the first solve
-                    m.resolution.labels(*dims, "first").observe(fact.seconds)
-                if fact.wait_seconds is not None:
-                    m.requester_wait.labels(*dims).observe(fact.wait_seconds)
-                    m.touches.labels(*dims).observe(fact.touches or 0)
-                if fact.amount is not None and fact.currency:
-                    m.value_settled.labels(self.currency_labels.label(fact.currency)).inc(
-                        float(fact.amount)
+        groups: dict[str, list[Contribution]] = defaultdict(list)
+        for c in facts:
+            groups[c.ident].append(c)
+        for group in groups.values():
+            names = {c.name for c in group}
+            for c in group:
+                q, p = c.dims
+                name = c.name
+                kind, _, rest = name.partition(":")
+                if name == "created":
+                    m.tickets_created.labels(q, p, str("created_complaint" in names).lower()).inc()
+                elif name == "escalated":
+                    flag = str("escalated_complaint" in names).lower()
+                    m.tickets_escalated.labels(q, p, flag).inc()
+                elif kind == "solved":
+                    m.tickets_solved.labels(q, p, rest).inc()
+                elif kind == "settled":
+                    m.value_settled.labels(self.currency_labels.label(rest)).inc(c.value)
+                elif name == "reopened":
+                    m.tickets_reopened.labels(q, p).inc()
+                elif name == "agent_replies":
+                    m.agent_replies.labels(q, p).inc()
+                elif name == "handle_seconds":
+                    m.handle_time.labels(q).observe(c.value)
+                elif name == "first_response_seconds":
+                    m.first_response.labels(q, p).observe(c.value)
+                elif name == "resolution_seconds":
+                    m.resolution.labels(q, p, "first").observe(c.value)
+                elif name == "full_resolution_seconds":
+                    m.resolution.labels(q, p, "full").observe(c.value)
+                elif name == "requester_wait_seconds":
+                    m.requester_wait.labels(q, p).observe(c.value)
+                elif name == "agent_work_seconds":
+                    m.agent_work.labels(q, p).observe(c.value)
+                elif name == "touches":
+                    m.touches.labels(q, p).observe(c.value)
+                elif kind == "csat":
+                    m.csat.labels(q, p, rest).inc()
+                elif kind == "nps":
+                    m.nps.labels(q, p, rest).inc()
+                elif kind == "sla":
+                    sla, _, outcome = rest.partition(":")
+                    m.sla.labels(sla, q, p, outcome).inc()
+                elif name == "selfservice:sessions":
+                    ok = str("selfservice:succeeded" in names).lower()
+                    m.selfservice_sessions.labels(ok).inc()
+                elif name in ("selfservice_screens", "selfservice_clicks"):
+                    ok = str("selfservice:succeeded" in names).lower()
+                    family = (
+                        m.selfservice_screens
+                        if name == "selfservice_screens"
+                        else m.selfservice_clicks
                     )
-            elif fact.kind == "reopened":
-                m.tickets_reopened.labels(*dims).inc()
-            elif fact.kind == "closed" and fact.seconds is not None:
-                m.resolution.labels(*dims, "full").observe(fact.seconds)
-            elif fact.kind == "agent_reply":
-                m.agent_replies.labels(*dims).inc()
-                if fact.seconds is not None:
-                    m.handle_time.labels(fact.queue).observe(fact.seconds)
-            elif fact.kind == "csat" and fact.score is not None:
-                m.csat.labels(*dims, str(fact.score)).inc()
-            elif fact.kind == "nps" and fact.score is not None:
-                m.nps.labels(*dims, nps_category(fact.score)).inc()
-
-    def _count_selfservice(self, event: Event) -> None:
-        succeeded = "true" if event.body.get("succeeded") else "false"
-        self.metrics.selfservice_sessions.labels(succeeded).inc()
-        self.metrics.selfservice_screens.labels(succeeded).observe(event.body.get("screens", 0))
-        self.metrics.selfservice_clicks.labels(succeeded).observe(event.body.get("clicks", 0))
-
-    def _seen_in_scope(self, event: Event, scopes: MutableMapping[str, Any]) -> bool:
-        body = event.body
-        scope = (
-            f"agent:{body['agent_id']}"
-            if body.get("agent_id")
-            else f"customer:{body.get('customer_id')}"
-        )
-        seen: list[str] = list(scopes.get(scope) or [])
-        if event.event_id in seen:
-            return True
-        seen.append(event.event_id)
-        scopes[scope] = seen[-SCOPE_DEDUPE_IDS:]
-        return False
+                    family.labels(ok).observe(c.value)
 
     def _apply_shift(self, event: Event, partition: int, scopes: MutableMapping[str, Any]) -> None:
         key = f"shift:{event.body['agent_id']}"
@@ -439,65 +487,49 @@ class WorkerRuntime:
         self.on_shift[partition] = self.on_shift.get(partition, 0) + delta
 
     # --- time ---------------------------------------------------------------------
-    def tick(self, now_ms: int | None = None) -> list[dict[str, Any]]:
+    def tick(
+        self, now_ms: int | None = None, tickets: MutableMapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """What time alone does, once a second: SLA clocks run out, windows close.
 
-        Returns the messages for the window-partials topic: a partial per closed window,
-        then each partition's watermark when it moved (see stream/kpi/merge.py).
+        Returns the messages for the window-partials topic: the partials of windows
+        that closed, changed or became final, then each partition's marks when they
+        moved (see stream/kpi/merge.py).
         """
         wall = wall_ms() if now_ms is None else now_ms
-        self.expire_sla(wall)
+        self.expire_sla(wall, tickets)
         return self.close_windows(wall)
 
     def close_windows(self, wall: int) -> list[dict[str, Any]]:
-        """Close every window the watermark has passed, on every owned partition."""
+        """Close windows on every owned partition; partials first, then the marks."""
         clock = wall if self.settings.live else None
         messages: list[dict[str, Any]] = []
         for number, kpis in self.partitions.items():
-            for window in kpis.close_windows(clock):
-                self.pending_deletes.setdefault(number, set()).update(
-                    piece_key(number, (window.size_ms, window.start_ms, dims))
-                    for dims in window.sketches
-                )
-                sketches = {dims: sk.to_dict() for dims, sk in window.sketches.items()}
+            messages += kpis.close(number, clock)
+            watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)
+            if watermark is None or event_mark is None:
+                continue
+            marks = (event_mark, watermark)
+            if marks != self._reported_marks.get(number):
+                self._reported_marks[number] = marks
                 messages.append(
-                    partial(FIRST_RESPONSE_TIME, window.size_ms, window.start_ms, number, sketches)
+                    {"partition": number, "event_ms": event_mark, "watermark": watermark}
                 )
-            watermark = kpis.closed_watermark_ms
-            if watermark is not None and watermark > self._reported_watermarks.get(number, -1):
-                self._reported_watermarks[number] = watermark
-                messages.append({"partition": number, "watermark": watermark})
         return messages
 
     # --- merging the partitions' windows (the merge agent) ---------------------------
+    def load_merge_state(self, keys: Iterable[str]) -> None:
+        self.merger.load(keys)
+
     def merge_step(
         self, message: dict[str, Any], state: MutableMapping[str, Any], now_ms: int | None = None
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Apply one partial or watermark; return the KPI messages of windows now final.
-
-        `state` holds `wm|<partition>` -> watermark and `w|<window key>` -> partials by
-        partition (the merge agent's table; one partition, so one owner at a time).
-        """
-        partition = int(message["partition"])
-        if "watermark" in message:
-            key = f"wm|{partition}"
-            if int(message["watermark"]) > int(state.get(key) or -1):
-                state[key] = int(message["watermark"])
-        else:
-            key = f"w|{message['window']}"
-            partials = dict(state.get(key) or {})
-            partials[str(partition)] = message["sketches"]
-            state[key] = partials
-        watermarks = {
-            p: int(w) for p in range(self.settings.partitions) if (w := state.get(f"wm|{p}"))
-        }
-        out: list[tuple[str, dict[str, Any]]] = []
-        emitted_at = wall_ms() if now_ms is None else now_ms
-        for key in [k for k in list(state.keys()) if k.startswith("w|")]:
-            _, size_ms, start_ms = parse_window_key(key[2:])
-            if is_final(size_ms, start_ms, watermarks, self.settings.partitions):
-                out += merged_messages(key[2:], state[key], emitted_at)
-                del state[key]
+    ) -> list[tuple[str, dict[str, Any] | None]]:
+        """Apply one partial or marks message; return the KPI messages now due
+        (a None message is a tombstone for the compacted topic)."""
+        stale = self.merger.stale_partials
+        out = self.merger.step(message, state, wall_ms() if now_ms is None else now_ms)
+        if self.merger.stale_partials > stale:
+            self.metrics.stale_partials.inc(self.merger.stale_partials - stale)
         self.metrics.kpi_messages.inc(len(out))
         return out
 
@@ -509,6 +541,14 @@ class WorkerRuntime:
     def set_highwater_source(self, highwater: Any) -> None:
         """`highwater(topic, partition) -> int | None`, from the Kafka consumer."""
         self._highwater = highwater
+
+    def _sla_now_ms(self, partition: int, wall: int) -> int | None:
+        """A partition's SLA clock: its newest event time, and in live mode the wall clock."""
+        kpis = self.partitions.get(partition)
+        newest = kpis.max_event_ms if kpis is not None else None
+        if self.settings.live:
+            return wall if newest is None else max(newest, wall)
+        return newest
 
     def snapshot(self) -> KpiSnapshot:
         wall = wall_ms()

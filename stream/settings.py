@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # --- KPI semantics ---
     # NoDecode: a list comes from the environment as "1m,1h", not as JSON.
     windows: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("1m", "1h"), description="tumbling window sizes of the windowed KPIs"
+        ("1m", "1h", "1d"), description="tumbling window sizes of the windowed KPIs"
     )
     grace: str = Field("10m", description="how long after its end a window accepts late events")
     sketch_relative_accuracy: float = Field(0.01, gt=0.0, lt=0.5)
@@ -132,6 +132,14 @@ class Settings(BaseSettings):
         parse_targets(self.sla_resolution)
         if not self.windows:
             raise ValueError("windows: at least one window size is needed")
+        longest = max(parse_duration_ms(w) for w in self.windows)
+        if parse_duration_ms(self.ticket_retention) < longest + parse_duration_ms(self.grace):
+            # Windows that are not final are rebuilt from the tickets after a restart: a
+            # ticket must outlive every window it contributes to.
+            raise ValueError(
+                f"ticket_retention {self.ticket_retention!r} must be at least the longest "
+                f"window plus the grace period ({self.windows} + {self.grace!r})"
+            )
         return self
 
     # --- derived values ---

@@ -85,8 +85,16 @@ class PipelineMetrics:
         )
         self.late = Counter(
             "kpistream_events_late",
-            "Events whose event-time window had already closed (kept in live gauges only).",
+            "Facts whose event-time window was already final (kept in live metrics only), "
+            "by the KPI fact they carried.",
             ["topic", "kpi"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "kpistream_events_dropped",
+            "Valid events not applied, by reason (ticket_history_full: a ticket with more "
+            "than 1000 events).",
+            ["topic", "reason"],
             registry=registry,
         )
         self.label_overflow = Counter(
@@ -132,6 +140,14 @@ class PipelineMetrics:
             "H4: created -> first solve (kind=first, at the first solve) and created -> final "
             "solve (kind=full, at the close).",
             ["queue", "priority", "kind"],
+            buckets=RESOLUTION_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.agent_work = Histogram(
+            "kpistream_agent_work_seconds",
+            "H4: created -> first close counting only time in new/open, every reopen "
+            "included (pending, on_hold and solved pause it), observed at the close.",
+            ["queue", "priority"],
             buckets=RESOLUTION_BUCKETS_SECONDS,
             registry=registry,
         )
@@ -216,7 +232,15 @@ class PipelineMetrics:
         )
         self.kpi_messages = Counter(
             "kpistream_kpi_messages",
-            "Messages written to the KPI topic (one per KPI, dimension set and final window).",
+            "Messages written to the KPI topic (each revision of a KPI, dimension set and "
+            "window, and tombstones).",
+            [],
+            registry=registry,
+        )
+        self.stale_partials = Counter(
+            "kpistream_stale_partials",
+            "Window partials that arrived after their window was final (re-sent after a "
+            "restart); ignored.",
             [],
             registry=registry,
         )

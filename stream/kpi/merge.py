@@ -1,114 +1,189 @@
-"""Merging per-partition window results into one result per window, for the KPI topic.
+"""Merging per-partition window partials into the messages of the KPI topic.
 
-Each input partition closes its windows on its own watermark and sends a *partial*: the
-window's sketches for that partition. A window's final result needs the partials of
-every partition, and only the partitions themselves know when they have none left to
-send: each also reports its watermark after its partials. A window is final when every
-partition's watermark has reached its end; then its partials are merged (sketch merge,
-never averaging) and the window is emitted once.
+Each input partition sends, per window and dimension set, a *partial* (its counts,
+sketches and active-ticket counts of that window) when the window closes in its event
+time, again when a late event changes it, and a last time (`final`) when its watermark
+passes the window's end; after its partials it sends its *marks* (event time and
+watermark). Only the partitions know when they have nothing left to send, so:
 
-Pure: the state is plain dicts, which the merge agent keeps in a changelogged table.
+- a window is *closed* when every partition's event time has passed its end: its
+  messages go out with revision 0, `is_final: false`;
+- each later change of a merged value is sent again with `revision` + 1;
+- it is *final* when every partition's watermark has passed its end: each message goes
+  out a last time with `is_final: true`, and the window's partials are dropped.
+
+A partial sent twice (after a restart) replaces the first; one for a window that is
+already final is ignored (counted by the caller). Pure apart from the mutable mapping
+it is given: the merge agent hands in its changelogged table (one partition, so one
+owner at a time), tests a dict.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from stream.kpi.catalogue import Merged, message, window_values
+from stream.kpi.partition import parse_dims_key
 from stream.kpi.sketch import QuantileSketch
-from stream.kpi.timefmt import format_rfc3339_ms
-from stream.kpi.windows import format_duration_ms, window_end_ms
 
-FIRST_RESPONSE_TIME = "first_response_time"
-DIMENSIONS = ("queue", "priority")
+WindowId = tuple[int, int]  # (size_ms, start_ms)
+Output = tuple[str, dict[str, Any] | None]  # (key, message); None is a tombstone
 
 
-def window_key(kpi: str, size_ms: int, start_ms: int) -> str:
-    return f"{kpi}|{size_ms}|{start_ms}"
+def _digest(values: dict[str, Any]) -> str:
+    return hashlib.blake2b(
+        orjson.dumps(values, option=orjson.OPT_SORT_KEYS), digest_size=8
+    ).hexdigest()
 
 
-def parse_window_key(key: str) -> tuple[str, int, int]:
-    kpi, size, start = key.split("|")
-    return kpi, int(size), int(start)
+def partial_key(size_ms: int, start_ms: int, partition: int, dims: str) -> str:
+    return f"p|{size_ms}|{start_ms}|{partition}|{dims}"
 
 
-def partial(
-    kpi: str, size_ms: int, start_ms: int, partition: int, sketches: dict[tuple[str, str], Any]
-) -> dict[str, Any]:
-    """The message a partition sends for one closed window (sketches as dicts)."""
-    return {
-        "window": window_key(kpi, size_ms, start_ms),
-        "partition": partition,
-        "sketches": {"\x1f".join(dims): sketch for dims, sketch in sorted(sketches.items())},
-    }
+def record_key(size_ms: int, start_ms: int) -> str:
+    return f"e|{size_ms}|{start_ms}"
 
 
-def is_final(size_ms: int, start_ms: int, watermarks: dict[int, int], partitions: int) -> bool:
-    """Every source partition has reported a watermark at or past the window's end."""
-    if len(watermarks) < partitions:
-        return False
-    return min(watermarks.values()) >= window_end_ms(start_ms, size_ms)
+@dataclass
+class WindowMerger:
+    partitions: int
+    fmt: Callable[[int], str]  # epoch ms -> RFC 3339 text
+    # In memory, rebuilt from the table by `load`: which partials each window has.
+    index: dict[WindowId, set[str]] = field(default_factory=dict)
+    dirty: set[WindowId] = field(default_factory=set)
+    stale_partials: int = 0
 
+    def load(self, keys: Iterable[str]) -> None:
+        self.index.clear()
+        for key in keys:
+            if key.startswith("p|"):
+                _, size, start, _rest = key.split("|", 3)
+                self.index.setdefault((int(size), int(start)), set()).add(key)
+        self.dirty = set(self.index)
 
-def merged_messages(
-    key: str, partials: dict[str, dict[str, Any]], emitted_at_ms: int
-) -> list[tuple[str, dict[str, Any]]]:
-    """The KPI messages of one final window: one per dimension set, and one for all.
+    def marks(self, state: MutableMapping[str, Any]) -> tuple[int | None, int | None]:
+        """(min event time, min watermark) over every partition; None until all reported."""
+        marks = [state.get(f"mark|{p}") for p in range(self.partitions)]
+        known = [m for m in marks if m is not None]
+        if len(known) < len(marks):
+            return None, None
+        return min(int(m[0]) for m in known), min(int(m[1]) for m in known)
 
-    Message key: `<kpi>/<window>|<dimensions>|<window start>`; compacted, so a repeat of
-    the same final result replaces itself.
-    """
-    kpi, size_ms, start_ms = parse_window_key(key)
-    by_dims: dict[str, QuantileSketch] = {}
-    for sketches in partials.values():
-        for dims_key, data in sketches.items():
-            sketch = QuantileSketch.from_dict(data)
-            if dims_key in by_dims:
-                by_dims[dims_key].merge(sketch)
-            else:
-                by_dims[dims_key] = sketch
-    overall: QuantileSketch | None = None
-    messages = []
-    for dims_key, sketch in sorted(by_dims.items()):
-        labels = dict(zip(DIMENSIONS, dims_key.split("\x1f"), strict=True))
-        messages.append(_message(kpi, size_ms, start_ms, labels, sketch, emitted_at_ms))
-        if overall is None:
-            overall = QuantileSketch.from_dict(sketch.to_dict())
+    def step(
+        self, msg: dict[str, Any], state: MutableMapping[str, Any], emitted_at_ms: int
+    ) -> list[Output]:
+        """Apply one partial or marks message; return the KPI messages now due."""
+        partition = int(msg["partition"])
+        candidates: Iterable[WindowId]
+        if "watermark" in msg:
+            key = f"mark|{partition}"
+            old = state.get(key) or [-(2**62), -(2**62)]
+            new = [max(int(old[0]), int(msg["event_ms"])), max(int(old[1]), int(msg["watermark"]))]
+            if new == list(old):
+                return []
+            state[key] = new
+            candidates = sorted(self.index)
         else:
-            overall.merge(sketch)
-    if overall is not None:
-        messages.append(_message(kpi, size_ms, start_ms, {}, overall, emitted_at_ms))
-    return messages
+            wid = (int(msg["size_ms"]), int(msg["start_ms"]))
+            done = state.get(f"done|{wid[0]}")
+            if done is not None and wid[1] <= int(done):
+                self.stale_partials += 1
+                return []
+            key = partial_key(*wid, partition, msg["dims"])
+            state[key] = {
+                k: msg[k] for k in ("counts", "sketches", "active_end", "active_moved") if k in msg
+            }
+            self.index.setdefault(wid, set()).add(key)
+            self.dirty.add(wid)
+            candidates = [wid]
+        return self._emit_due(candidates, state, emitted_at_ms)
 
+    def _emit_due(
+        self, candidates: Iterable[WindowId], state: MutableMapping[str, Any], emitted_at_ms: int
+    ) -> list[Output]:
+        event_min, watermark_min = self.marks(state)
+        if event_min is None or watermark_min is None:
+            return []
+        out: list[Output] = []
+        for wid in sorted(candidates, key=lambda w: (w[1], w[0])):
+            size, start = wid
+            end = start + size
+            if event_min < end:
+                continue
+            final = watermark_min >= end
+            if not final and wid not in self.dirty:
+                continue
+            out += self._emit(wid, state, final, emitted_at_ms)
+            self.dirty.discard(wid)
+            if final:
+                for key in self.index.pop(wid, ()):
+                    if key in state:
+                        del state[key]
+                state[f"done|{size}"] = max(start, int(state.get(f"done|{size}") or start))
+                older = record_key(size, start - 2 * size)
+                if older in state:
+                    del state[older]
+        return out
 
-def _message(
-    kpi: str,
-    size_ms: int,
-    start_ms: int,
-    dims: dict[str, str],
-    sketch: QuantileSketch,
-    emitted_at_ms: int,
-) -> tuple[str, dict[str, Any]]:
-    window = format_duration_ms(size_ms)
-    dims_text = ",".join(f"{k}={v}" for k, v in dims.items()) or "all"
-    start = format_rfc3339_ms(start_ms)
-    key = f"{kpi}/{window}|{dims_text}|{start}"
-    value = {
-        "kpi": kpi,
-        "window": window,
-        "window_start": start,
-        "window_end": format_rfc3339_ms(window_end_ms(start_ms, size_ms)),
-        "dimensions": dims,
-        "revision": 0,
-        "is_final": True,
-        "values": {
-            "count": sketch.count,
-            "sum_seconds": sketch.sum,
-            "p50_seconds": sketch.quantile(0.5),
-            "p90_seconds": sketch.quantile(0.9),
-            "p99_seconds": sketch.quantile(0.99),
-        },
-        "sketch": sketch.to_dict(),
-        "emitted_at": format_rfc3339_ms(emitted_at_ms),
-        "schema_version": 1,
-    }
-    return key, value
+    def _merged(
+        self, wid: WindowId, state: MutableMapping[str, Any]
+    ) -> dict[tuple[str, str], Merged]:
+        merged: dict[tuple[str, str], Merged] = {}
+        # Sorted: the same partials always add up in the same order, to the same floats.
+        for key in sorted(self.index.get(wid, ())):
+            part = state.get(key)
+            if part is None:
+                continue
+            dims = parse_dims_key(key.split("|", 4)[4])
+            piece = Merged(
+                counts=dict(part.get("counts", {})),
+                sketches={
+                    n: QuantileSketch.from_dict(s) for n, s in part.get("sketches", {}).items()
+                },
+                active_end=dict(part.get("active_end", {})),
+                active_moved=bool(part.get("active_moved")),
+            )
+            if dims in merged:
+                merged[dims].merge(piece)
+            else:
+                merged[dims] = piece
+        return merged
+
+    def _emit(
+        self, wid: WindowId, state: MutableMapping[str, Any], final: bool, emitted_at_ms: int
+    ) -> list[Output]:
+        size, start = wid
+        record = dict(state.get(record_key(size, start)) or {"m": {}, "csat": {}})
+        emitted: dict[str, list[Any]] = dict(record["m"])
+        previous = state.get(record_key(size, start - size)) or {}
+        previous_csat: dict[str, float] = previous.get("csat", {})
+        csat: dict[str, float] = {}
+        out: list[Output] = []
+        seen: set[str] = set()
+        stamp = self.fmt(emitted_at_ms)
+        for value in window_values(self._merged(wid, state)):
+            if value.kpi == "csat":
+                csat[value.dims_text] = value.values["csat"]
+                before = previous_csat.get(value.dims_text)
+                value.values["change"] = None if before is None else value.values["csat"] - before
+            key, body = message(value, size, start, 0, final, stamp, self.fmt)
+            seen.add(key)
+            digest = _digest(value.values)
+            old = emitted.get(key)
+            if old is not None and old[1] == digest and (old[2] or not final):
+                continue  # nothing new to say
+            revision = 0 if old is None else int(old[0]) + 1
+            body["revision"] = revision
+            emitted[key] = [revision, digest, final]
+            out.append((key, body))
+        for key in [k for k in emitted if k not in seen]:
+            # A value that a correction took away entirely: delete it from the topic.
+            del emitted[key]
+            out.append((key, None))
+        state[record_key(size, start)] = {"m": emitted, "csat": csat}
+        return out

@@ -1,45 +1,76 @@
-"""Per-partition KPI aggregates: active-ticket counts and first-response windows.
+"""Per-partition KPI state: the live active-issues gauge and the event-time windows.
 
-One `PartitionKpis` per input partition this worker owns. Window state is kept here,
-keyed by window start and pruned by the event-time watermark, rather than in Faust's
-windowed tables, which expire by the wall clock and would lose a replay of history.
+One `PartitionKpis` per input partition this worker owns. Window state is the product's
+own, keyed by window start and closed by event time, never Faust's windowed tables,
+which expire by the wall clock and would lose a replay of history.
 
-State is persisted by the caller as small pieces (`summary_dict`, `window_dict`) so a
-first response rewrites one window, not the whole partition.
+Windows are not persisted piece by piece: they are a pure function of the partition's
+tickets (every ticket's contributions), so a restart or a rebalance rebuilds the windows
+that are not final yet from the tickets table (`rebuild`). Only the marks (newest event
+time, and the watermark up to which windows are final) are persisted.
+
+A window of size s starting at t:
+- is *closed* once the partition's event time reaches t + s: its partial goes out;
+- is re-sent when a late event changes it (at most once per tick);
+- is *final* once the watermark (event time - grace) reaches t + s: sent a last time,
+  then dropped. An event contributing to a final window is late.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.kpi.contrib import ACTIVE_PREFIX, Contribution, Dims, is_sample
 from stream.kpi.sketch import QuantileSketch
-from stream.kpi.tickets import ActiveKey, FirstResponse, TicketOutcome
-from stream.kpi.windows import is_closed, window_end_ms, window_start_ms
+from stream.kpi.tickets import ActiveKey
+from stream.kpi.windows import window_start_ms
 
-# (queue label, priority) of a first response
-Dims = tuple[str, str]
-# (size_ms, start_ms) of a window
-WindowId = tuple[int, int]
-# One sketch of one window: (size_ms, start_ms, (queue, priority)). The unit of
-# persistence, so a first response rewrites one small sketch, not a whole window.
-PieceId = tuple[int, int, Dims]
+WindowId = tuple[int, int]  # (size_ms, start_ms)
 
-# Closed windows kept in memory per size, so every partition of a worker can be
-# merged on a common window even when their watermarks differ a little.
-KEEP_CLOSED = 4
+# Final windows kept per size for the "newest closed window" gauges of /metrics.
+KEEP_FINAL = 2
 
 
 @dataclass(slots=True)
-class ClosedWindow:
+class DimsAgg:
+    """One dimension set of one window: counts by name and sketches by name."""
+
+    counts: dict[str, float] = field(default_factory=dict)
+    sketches: dict[str, QuantileSketch] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Window:
     size_ms: int
     start_ms: int
-    sketches: dict[Dims, QuantileSketch]
+    dims: dict[Dims, DimsAgg] = field(default_factory=dict)
 
-    @property
-    def end_ms(self) -> int:
-        return window_end_ms(self.start_ms, self.size_ms)
+    def add(self, c: Contribution, weight: int, relative_accuracy: float) -> None:
+        agg = self.dims.get(c.dims)
+        if agg is None:
+            agg = self.dims[c.dims] = DimsAgg()
+        if is_sample(c.name):
+            sketch = agg.sketches.get(c.name)
+            if sketch is None:
+                sketch = agg.sketches[c.name] = QuantileSketch(relative_accuracy)
+            sketch.add(c.value, weight)
+        else:
+            agg.counts[c.name] = agg.counts.get(c.name, 0) + c.value * weight
+
+
+@dataclass(frozen=True, slots=True)
+class FinalWindow:
+    """A final window as the snapshot sees it (this partition's part)."""
+
+    size_ms: int
+    start_ms: int
+    dims: dict[Dims, DimsAgg]
+
+
+ActiveCounts = dict[Dims, dict[str, float]]  # dims -> status -> tickets
 
 
 @dataclass(slots=True)
@@ -47,125 +78,224 @@ class PartitionKpis:
     window_sizes_ms: tuple[int, ...]
     grace_ms: int
     relative_accuracy: float = 0.01
-    active: Counter[ActiveKey] = field(default_factory=Counter)
+    active: Counter[ActiveKey] = field(default_factory=Counter)  # the live gauge
     max_event_ms: int | None = None
-    # Wall-clock time of the last event applied: a partition idle for longer than the
-    # grace period has its watermark advanced by the wall clock in live mode.
+    # Wall-clock time of the last event: a partition idle for longer than the grace
+    # period follows the wall clock in live mode.
     last_event_wall_ms: int | None = None
-    late_first_responses_total: int = 0
-    open_windows: dict[WindowId, dict[Dims, QuantileSketch]] = field(default_factory=dict)
-    closed: dict[int, list[ClosedWindow]] = field(default_factory=dict)
-    # The watermark of the last close_windows() call: what has really been closed.
-    closed_watermark_ms: int | None = None
-
-    # --- applying ticket outcomes ---------------------------------------------------
-    def apply(self, outcome: TicketOutcome, event_time_ms: int, wall_ms: int) -> set[PieceId]:
-        """Fold one ticket outcome in; returns the window sketches that changed."""
-        self.max_event_ms = (
-            event_time_ms if self.max_event_ms is None else max(self.max_event_ms, event_time_ms)
-        )
-        self.last_event_wall_ms = wall_ms
-        for key, delta in outcome.active_moves:
-            self.active[key] += delta
-            if self.active[key] <= 0:
-                del self.active[key]
-        changed: set[PieceId] = set()
-        for response in outcome.first_responses:
-            changed |= self.add_first_response(response)
-        return changed
-
-    def add_first_response(self, response: FirstResponse) -> set[PieceId]:
-        """Add a latency to the open window of every size that holds its time.
-
-        A response whose window has already closed is late: it is counted, and the
-        caller still observes it in the live histogram, but closed windows stay closed.
-        """
-        watermark = self.event_watermark_ms()
-        changed: set[PieceId] = set()
-        dims_key = (response.queue, response.priority)
-        for size in self.window_sizes_ms:
-            start = window_start_ms(response.responded_at_ms, size)
-            if (
-                watermark is not None
-                and is_closed(start, size, watermark)
-                and ((size, start) not in self.open_windows)
-            ):
-                self.late_first_responses_total += 1
-                continue
-            dims = self.open_windows.setdefault((size, start), {})
-            sketch = dims.get(dims_key)
-            if sketch is None:
-                sketch = dims[dims_key] = QuantileSketch(self.relative_accuracy)
-            sketch.add(response.latency_ms / 1000.0)
-            changed.add((size, start, dims_key))
-        return changed
+    # Windows ending at or before it are final (sent for the last time, dropped).
+    final_through_ms: int | None = None
+    windows: dict[WindowId, Window] = field(default_factory=dict)
+    # Per size: active tickets at the start of the oldest window that is not final.
+    active_base: dict[int, ActiveCounts] = field(default_factory=dict)
+    sent: set[WindowId] = field(default_factory=set)  # closed, partial sent, not final
+    dirty_from: dict[int, int] = field(default_factory=dict)  # size -> oldest changed start
+    late: Counter[str] = field(default_factory=Counter)  # not yet reported, by fact name
+    late_total: int = 0  # contributions that came too late, ever
+    recent_final: dict[int, list[FinalWindow]] = field(default_factory=dict)
 
     # --- time ---------------------------------------------------------------------
+    def observe(self, event_time_ms: int, wall_ms: int) -> bool:
+        """Note an event's time; True when the partition's event time moved forward."""
+        self.last_event_wall_ms = wall_ms
+        if self.final_through_ms is None:
+            # Windows that ended a grace period before the first event are final: an
+            # event for them is late, exactly as it would be later in the stream.
+            self.final_through_ms = event_time_ms - self.grace_ms
+        if self.max_event_ms is None or event_time_ms > self.max_event_ms:
+            self.max_event_ms = event_time_ms
+            return True
+        return False
+
+    def _idle(self, now_ms: int | None) -> bool:
+        return now_ms is not None and (
+            self.last_event_wall_ms is None or now_ms - self.last_event_wall_ms >= self.grace_ms
+        )
+
     def event_watermark_ms(self) -> int | None:
-        """Max event time seen less the grace period: event time only."""
+        """Newest event time less the grace period: event time only."""
         return None if self.max_event_ms is None else self.max_event_ms - self.grace_ms
 
     def watermark_ms(self, now_ms: int | None) -> int | None:
-        """The watermark that closes windows.
+        """The watermark that finalizes windows.
 
-        With `now_ms` (live mode) a partition that has been idle for a grace period is
-        advanced to `now - grace`, so windows close on time at night. A replay passes
-        None: the wall clock must never close windows of replayed history.
+        With `now_ms` (live mode) a partition idle for a grace period follows the wall
+        clock, so windows close on time at night. A replay passes None: the wall clock
+        must never close windows of replayed history.
         """
         watermark = self.event_watermark_ms()
-        if now_ms is None:
-            return watermark
-        idle = self.last_event_wall_ms is None or now_ms - self.last_event_wall_ms >= self.grace_ms
-        if idle:
+        if self._idle(now_ms):
+            assert now_ms is not None
             by_clock = now_ms - self.grace_ms
             watermark = by_clock if watermark is None else max(watermark, by_clock)
         return watermark
 
-    def close_windows(self, now_ms: int | None) -> list[ClosedWindow]:
-        """Close every open window the watermark has passed, oldest first."""
-        watermark = self.watermark_ms(now_ms)
-        if watermark is None:
-            return []
-        closing = sorted(
-            (wid for wid in self.open_windows if is_closed(wid[1], wid[0], watermark)),
-            key=lambda wid: (wid[1], wid[0]),
-        )
-        result = []
-        for size, start in closing:
-            window = ClosedWindow(size, start, self.open_windows.pop((size, start)))
-            kept = self.closed.setdefault(size, [])
-            kept.append(window)
-            kept.sort(key=lambda w: w.start_ms)
-            del kept[:-KEEP_CLOSED]
-            result.append(window)
-        self.closed_watermark_ms = watermark
-        return result
+    def event_mark_ms(self, now_ms: int | None) -> int | None:
+        """The event time that closes windows: the newest event, or the wall clock for
+        an idle partition in live mode."""
+        if self._idle(now_ms):
+            assert now_ms is not None
+            return now_ms if self.max_event_ms is None else max(self.max_event_ms, now_ms)
+        return self.max_event_ms
 
-    def closed_through_ms(self, size_ms: int) -> int | None:
-        """Start of the newest window of `size_ms` this partition has closed, data or not."""
-        if self.closed_watermark_ms is None:
+    def next_start_ms(self, size_ms: int) -> int | None:
+        """Start of the oldest window of `size_ms` that is not final."""
+        if self.final_through_ms is None:
             return None
-        return window_start_ms(self.closed_watermark_ms, size_ms) - size_ms
+        return window_start_ms(self.final_through_ms, size_ms)
 
-    # --- persistence ----------------------------------------------------------------
+    # --- contributions ------------------------------------------------------------
+    def apply(self, changes: Iterable[tuple[Contribution, int]]) -> int:
+        """Add (+1) or take back (-1) contributions; returns how many were late."""
+        late = 0
+        for c, weight in changes:
+            is_late = False
+            for size in self.window_sizes_ms:
+                start = window_start_ms(c.at_ms, size)
+                first_open = self.next_start_ms(size)
+                if first_open is not None and start < first_open:
+                    is_late = True
+                    if c.name.startswith(ACTIVE_PREFIX):
+                        # Keep the base equal to the sum of all moves before it, so the
+                        # windows after it still show the right active counts.
+                        self._add_active(self.active_base.setdefault(size, {}), c, weight)
+                    continue
+                window = self.windows.get((size, start))
+                if window is None:
+                    window = self.windows[(size, start)] = Window(size, start)
+                window.add(c, weight, self.relative_accuracy)
+                if (size, start) in self.sent:
+                    self.dirty_from[size] = min(self.dirty_from.get(size, start), start)
+            if is_late:
+                late += 1
+                self.late_total += 1
+                self.late[c.name.split(":")[0]] += 1
+        return late
+
+    @staticmethod
+    def _add_active(counts: ActiveCounts, c: Contribution, weight: int) -> None:
+        status = c.name[len(ACTIVE_PREFIX) :]
+        by_status = counts.setdefault(c.dims, {})
+        by_status[status] = by_status.get(status, 0) + c.value * weight
+
+    def rebuild(self, contributions: Iterable[Contribution]) -> None:
+        """Rebuild the windows that are not final (and the active bases) from every
+        contribution of the partition's tickets, after a restart or a rebalance."""
+        self.windows.clear()
+        self.active_base.clear()
+        self.sent.clear()
+        self.dirty_from.clear()
+        late_before, total_before = self.late.copy(), self.late_total
+        self.apply((c, 1) for c in contributions)
+        # Contributions to windows that are final already were counted when they came.
+        self.late, self.late_total = late_before, total_before
+        for base in self.active_base.values():
+            for dims in [d for d, by in base.items() if not any(by.values())]:
+                del base[dims]
+
+    # --- closing ------------------------------------------------------------------
+    def close(self, partition: int, now_ms: int | None) -> list[dict[str, Any]]:
+        """Partials of the windows that closed, changed or became final since the last
+        call, oldest first, one message per window and dimension set."""
+        watermark, event_mark = self.watermark_ms(now_ms), self.event_mark_ms(now_ms)
+        if watermark is None or event_mark is None or self.final_through_ms is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for size in self.window_sizes_ms:
+            start = window_start_ms(self.final_through_ms, size)
+            base = self.active_base.get(size, {})
+            running: ActiveCounts = {d: dict(by) for d, by in base.items()}
+            dirty = self.dirty_from.pop(size, None)
+            while start + size <= event_mark:
+                wid = (size, start)
+                window = self.windows.get(wid)
+                if window is not None:
+                    for dims, agg in window.dims.items():
+                        for name, value in agg.counts.items():
+                            if name.startswith(ACTIVE_PREFIX):
+                                status = name[len(ACTIVE_PREFIX) :]
+                                by = running.setdefault(dims, {})
+                                by[status] = by.get(status, 0) + value
+                final = start + size <= watermark
+                if final or wid not in self.sent or (dirty is not None and start >= dirty):
+                    out += window_partials(partition, size, start, window, running, final)
+                if final:
+                    self.active_base[size] = {
+                        d: {s: n for s, n in by.items() if n}
+                        for d, by in running.items()
+                        if any(by.values())
+                    }
+                    self.windows.pop(wid, None)
+                    self.sent.discard(wid)
+                    if window is not None:
+                        kept = self.recent_final.setdefault(size, [])
+                        kept.append(FinalWindow(size, start, window.dims))
+                        del kept[:-KEEP_FINAL]
+                else:
+                    self.sent.add(wid)
+                start += size
+        self.final_through_ms = max(self.final_through_ms, watermark)
+        return out
+
+    def final_through_start_ms(self, size_ms: int) -> int | None:
+        """Start of the newest window of `size_ms` this partition has made final."""
+        if self.final_through_ms is None:
+            return None
+        return window_start_ms(self.final_through_ms, size_ms) - size_ms
+
+    # --- persistence --------------------------------------------------------------
     def summary_dict(self) -> dict[str, Any]:
-        return {
-            "active": [[*key, n] for key, n in self.active.items()],
-            "max_event_ms": self.max_event_ms,
-            "late_first_responses_total": self.late_first_responses_total,
-        }
+        """The marks; everything else is rebuilt from the tickets."""
+        return {"max_event_ms": self.max_event_ms, "final_through_ms": self.final_through_ms}
 
     def load_summary(self, data: dict[str, Any]) -> None:
-        self.active = Counter({(q, p, s): n for q, p, s, n in data.get("active", [])})
         self.max_event_ms = data.get("max_event_ms")
-        self.late_first_responses_total = data.get("late_first_responses_total", 0)
+        self.final_through_ms = data.get("final_through_ms")
 
-    def piece_dict(self, piece: PieceId) -> dict[str, Any] | None:
-        """The persisted form of one open window sketch, None once its window closed."""
-        size, start, dims = piece
-        sketch = self.open_windows.get((size, start), {}).get(dims)
-        return None if sketch is None else sketch.to_dict()
 
-    def load_piece(self, piece: PieceId, data: dict[str, Any]) -> None:
-        size, start, dims = piece
-        self.open_windows.setdefault((size, start), {})[dims] = QuantileSketch.from_dict(data)
+def dims_key(dims: Dims) -> str:
+    return "\x1f".join(dims)
+
+
+def parse_dims_key(text: str) -> Dims:
+    queue, _, priority = text.rpartition("\x1f")
+    return (queue, priority)
+
+
+def window_partials(
+    partition: int,
+    size_ms: int,
+    start_ms: int,
+    window: Window | None,
+    active_end: ActiveCounts,
+    final: bool,
+) -> list[dict[str, Any]]:
+    """The messages one partition sends for one window: one per dimension set."""
+    dims_all = set(active_end) | (set(window.dims) if window is not None else set())
+    out = []
+    for dims in sorted(dims_all):
+        agg = window.dims.get(dims) if window is not None else None
+        counts = {
+            k: v for k, v in (agg.counts.items() if agg else ()) if not k.startswith(ACTIVE_PREFIX)
+        }
+        active = {s: n for s, n in active_end.get(dims, {}).items()}
+        moved = any(
+            v for k, v in (agg.counts.items() if agg else ()) if k.startswith(ACTIVE_PREFIX)
+        )
+        sketches = {k: s.to_dict() for k, s in (agg.sketches.items() if agg else ())}
+        if agg is None and not active:
+            continue  # nothing to say, and nothing said before to take back
+        out.append(
+            {
+                "size_ms": size_ms,
+                "start_ms": start_ms,
+                "partition": partition,
+                "dims": dims_key(dims),
+                "final": final,
+                "counts": counts,
+                "sketches": sketches,
+                "active_end": active,
+                "active_moved": moved,
+            }
+        )
+    return out

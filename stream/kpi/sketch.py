@@ -1,42 +1,72 @@
-"""A mergeable quantile sketch with a relative-error guarantee (DDSketch).
+"""A mergeable quantile sketch with a relative-error guarantee (DDSketch), that can also
+take a value back out.
 
 Percentiles per window and dimension are kept as sketches, never as averages of
 percentiles: two sketches merge exactly (bucket counts add up), so windows, partitions
-and workers combine without bias. DDSketch guarantees that a reported quantile is within
-`relative_accuracy` of a value of the right rank.
+and workers combine without bias. The bucket of a value is ddsketch's logarithmic
+mapping, so a reported quantile is within `relative_accuracy` of the value of that rank.
+
+Why not ddsketch's own DDSketch object: a late event can correct a window that is not
+final yet (an earlier reply turns up, so the first response of a ticket shrinks), and a
+correction removes the old value. A value always falls into the same bucket, so removing
+it is an exact inverse of adding it; only the bucket counts and the sum are kept, which
+is all a quantile needs (no min/max, which removal could not keep exact).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from ddsketch import DDSketch
-from ddsketch.store import DenseStore
+from ddsketch.mapping import LogarithmicMapping
 
 DEFAULT_RELATIVE_ACCURACY = 0.01
+
+
+@lru_cache(maxsize=8)
+def _mapping(relative_accuracy: float) -> LogarithmicMapping:
+    return LogarithmicMapping(relative_accuracy)
 
 
 class QuantileSketch:
     """Quantiles of non-negative values (latencies in seconds, counts of clicks)."""
 
-    __slots__ = ("_sketch", "relative_accuracy")
+    __slots__ = ("_mapping", "bins", "relative_accuracy", "sum", "zero_count")
 
     def __init__(self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
         self.relative_accuracy = relative_accuracy
-        self._sketch = DDSketch(relative_accuracy)
+        self._mapping = _mapping(relative_accuracy)
+        self.bins: dict[int, int] = {}
+        self.zero_count = 0
+        self.sum = 0.0
 
     @property
     def count(self) -> int:
-        return int(self._sketch.count)
+        return self.zero_count + sum(self.bins.values())
 
-    @property
-    def sum(self) -> float:
-        return float(self._sketch.sum)
-
-    def add(self, value: float) -> None:
+    def _key(self, value: float) -> int | None:
+        """The bucket of a value; None for values too small to map (counted as zero)."""
         if value < 0:
             raise ValueError(f"sketch values must be >= 0, got {value}")
-        self._sketch.add(value)
+        return self._mapping.key(value) if value > self._mapping.min_possible else None
+
+    def add(self, value: float, weight: int = 1) -> None:
+        """Add `weight` copies of `value`; a negative weight removes copies added before."""
+        key = self._key(value)
+        if key is None:
+            self.zero_count += weight
+        else:
+            n = self.bins.get(key, 0) + weight
+            if n:
+                self.bins[key] = n
+            else:
+                del self.bins[key]
+        self.sum += value * weight
+        if not self.bins and not self.zero_count:
+            self.sum = 0.0  # no float residue once every value has been taken back
+
+    def remove(self, value: float) -> None:
+        self.add(value, -1)
 
     def merge(self, other: QuantileSketch) -> None:
         if other.relative_accuracy != self.relative_accuracy:
@@ -44,46 +74,66 @@ class QuantileSketch:
                 "cannot merge sketches of different accuracy "
                 f"({self.relative_accuracy} and {other.relative_accuracy})"
             )
-        if other.count:
-            self._sketch.merge(other._sketch)
+        for key, n in other.bins.items():
+            total = self.bins.get(key, 0) + n
+            if total:
+                self.bins[key] = total
+            else:
+                self.bins.pop(key, None)
+        self.zero_count += other.zero_count
+        self.sum += other.sum
+
+    def copy(self) -> QuantileSketch:
+        result = QuantileSketch(self.relative_accuracy)
+        result.bins = dict(self.bins)
+        result.zero_count, result.sum = self.zero_count, self.sum
+        return result
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (0 <= q <= 1), or None when the sketch is empty."""
-        if not self.count:
-            return None
-        value = self._sketch.get_quantile_value(q)
-        return None if value is None else float(value)
+        """The q-quantile (0 <= q <= 1), or None when the sketch is empty.
 
-    # The store layout below is ddsketch's DenseStore (bins from `offset` upwards);
-    # only non-negative values are added, so the negative store stays empty.
+        DDSketch's rank convention: the value of rank floor(q (n - 1)), 0-based.
+        """
+        n = self.count
+        if not n or not 0 <= q <= 1:
+            return None
+        rank = q * (n - 1)
+        if rank < self.zero_count:
+            return 0.0
+        running = self.zero_count
+        for key in sorted(self.bins):
+            running += self.bins[key]
+            if running > rank:
+                return float(self._mapping.value(key))
+        return float(self._mapping.value(max(self.bins)))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, QuantileSketch)
+            and self.relative_accuracy == other.relative_accuracy
+            and self.bins == other.bins
+            and self.zero_count == other.zero_count
+        )
+
+    def __repr__(self) -> str:
+        return f"QuantileSketch(count={self.count}, sum={self.sum:g})"
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form, for table changelogs and KPI messages."""
-        sketch: Any = self._sketch
-        store: Any = sketch._store
+        """A JSON-ready form, for KPI messages: sparse bins as keys `k` with counts `c`,
+        the zero count `z`, the sum `s` and the accuracy `a`."""
+        keys = sorted(self.bins)
         return {
             "a": self.relative_accuracy,
-            # Sparse bins: (index, count) of the non-empty ones; a latency sketch touches
-            # a few hundred of the thousand-odd buckets between its min and max.
-            "k": [store.offset + i for i, b in enumerate(store.bins) if b],
-            "c": [int(b) for b in store.bins if b],
-            "z": int(sketch._zero_count),
-            "s": float(sketch._sum),
-            "mn": None if not self.count else float(sketch._min),
-            "mx": None if not self.count else float(sketch._max),
+            "k": keys,
+            "c": [self.bins[k] for k in keys],
+            "z": self.zero_count,
+            "s": self.sum,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantileSketch:
         result = cls(float(data["a"]))
-        sketch: Any = result._sketch
-        store = DenseStore()
-        for index, count in zip(data["k"], data["c"], strict=True):
-            store.add(int(index), count)
-        sketch._store = store
-        sketch._zero_count = float(data["z"])
-        sketch._count = float(store.count + data["z"])
-        sketch._sum = float(data["s"])
-        if data["mn"] is not None:
-            sketch._min = float(data["mn"])
-            sketch._max = float(data["mx"])
+        result.bins = {int(k): int(c) for k, c in zip(data["k"], data["c"], strict=True) if c}
+        result.zero_count = int(data["z"])
+        result.sum = float(data["s"])
         return result

@@ -1,22 +1,20 @@
 """SLA clocks (H3 first response, H5 resolution): targets, open clocks, breaches.
 
 A ticket breaches an SLA the moment its clock passes the target, whether or not it is
-ever answered, so the clocks of open tickets are watched: `SlaIndex.expire` finds the
-clocks that ran out, and `SlaIndex.counts` gives the "breaching now" and "will breach
-soon" gauges. The clocks are derived from ticket state (created time, the priority in
-force when the clock started, first response, first solve), so the index can always be
-rebuilt from the tickets table after a restart or a rebalance.
+ever answered, so the clocks of open tickets are watched: `SlaIndex.due` finds the
+clocks the watermark has passed, and `SlaIndex.counts` gives the "breaching now" and
+"will breach soon" gauges. The clocks are derived from ticket state (tickets.derive), so
+the index can always be rebuilt from the tickets table after a restart or a rebalance.
 
 Business hours and pauses are not applied yet: clocks run on calendar time.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from stream.kpi.tickets import TicketState
+from typing import Any, Protocol
 
 HOUR_MS = 3_600_000
 FIRST_RESPONSE = "first_response"
@@ -47,110 +45,43 @@ class SlaPolicy:
         return table.get(priority, table["normal"])
 
 
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """An SLA clock still running: the ticket has not been answered (or solved) yet."""
-
+class _ClockLike(Protocol):
     ticket_id: str
     sla: str
     queue: str
-    priority: str  # the priority in force when the clock started
+    priority: str
     deadline_ms: int
-    breach_counted: bool = False  # its breach was counted when it ran out
-
-
-def sla_priority(state: TicketState) -> str:
-    return state.sla_priority or state.priority or "normal"
-
-
-def _stop(state: TicketState, sla: str) -> tuple[int | None, bool]:
-    """When the clock stopped (None: still running) and whether by its answer.
-
-    First response stops at the first public agent reply, or without an answer at the
-    first solve or close; resolution stops at the first solve, or at a close without one.
-    """
-    answer = state.first_response_at_ms if sla == FIRST_RESPONSE else state.first_solved_at_ms
-    others = (
-        (state.first_solved_at_ms, state.closed_at_ms)
-        if sla == FIRST_RESPONSE
-        else (state.closed_at_ms,)
-    )
-    times = [t for t in (answer, *others) if t is not None]
-    if not times:
-        return None, False
-    stop = min(times)
-    return stop, answer is not None and answer == stop
-
-
-def settle_stopped_clocks(state: TicketState, policy: SlaPolicy) -> list[tuple[str, str]]:
-    """Results of the clocks that have stopped since the last call, recorded in the state.
-
-    'met': stopped by its answer within the target. 'breached': stopped after the target,
-    unless the breach was already counted when the clock ran out. A clock stopped within
-    the target without an answer (a ticket solved with no reply) has no result.
-    """
-    created = state.created_at_ms
-    if created is None:
-        return []
-    results = []
-    priority = sla_priority(state)
-    for sla in (FIRST_RESPONSE, RESOLUTION):
-        if sla in state.sla_done:
-            continue
-        stop, answered = _stop(state, sla)
-        if stop is None:
-            continue
-        state.sla_done.append(sla)
-        if stop - created > policy.target_ms(sla, priority):
-            if sla not in state.sla_breached:
-                results.append((sla, "breached"))
-        elif answered:
-            results.append((sla, "met"))
-    return results
-
-
-def open_clocks(state: TicketState, policy: SlaPolicy, queue: str) -> list[Clock]:
-    """The running clocks of a ticket: created, and not yet settled."""
-    if state.created_at_ms is None:
-        return []
-    priority = sla_priority(state)
-    return [
-        Clock(
-            state.ticket_id,
-            sla,
-            queue,
-            priority,
-            state.created_at_ms + policy.target_ms(sla, priority),
-            sla in state.sla_breached,
-        )
-        for sla in (FIRST_RESPONSE, RESOLUTION)
-        if sla not in state.sla_done and _stop(state, sla)[0] is None
-    ]
+    breach_recorded: bool
 
 
 @dataclass
 class SlaIndex:
-    """The running clocks of one partition's tickets."""
+    """The running clocks of one partition's tickets, with a heap of their deadlines so
+    that the clocks the watermark passes are found without scanning them all."""
 
-    clocks: dict[str, list[Clock]] = field(default_factory=dict)  # ticket_id -> clocks
+    clocks: dict[str, list[_ClockLike]] = field(default_factory=dict)  # ticket_id -> clocks
+    _heap: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def update(self, ticket_id: str, clocks: list[Clock]) -> None:
+    def update(self, ticket_id: str, clocks: list[Any]) -> None:
+        before = {(c.sla, c.deadline_ms) for c in self.clocks.get(ticket_id, ())}
         if clocks:
             self.clocks[ticket_id] = clocks
         else:
             self.clocks.pop(ticket_id, None)
+        for clock in clocks:
+            if not clock.breach_recorded and (clock.sla, clock.deadline_ms) not in before:
+                heapq.heappush(self._heap, (clock.deadline_ms, ticket_id, clock.sla))
 
-    def expire(self, now_ms: int, counted: Iterable[tuple[str, str]]) -> list[Clock]:
-        """Running clocks past their deadline whose breach is not yet counted."""
-        done = set(counted)
-        return [
-            clock
-            for clocks in self.clocks.values()
-            for clock in clocks
-            if clock.deadline_ms <= now_ms
-            and not clock.breach_counted
-            and (clock.ticket_id, clock.sla) not in done
-        ]
+    def due(self, now_ms: int) -> list[tuple[str, str]]:
+        """(ticket_id, sla) of running clocks whose deadline is at or before `now_ms` and
+        whose breach is not recorded yet; each is returned once."""
+        out = []
+        while self._heap and self._heap[0][0] <= now_ms:
+            deadline, ticket_id, sla = heapq.heappop(self._heap)
+            for clock in self.clocks.get(ticket_id, ()):
+                if clock.sla == sla and clock.deadline_ms == deadline and not clock.breach_recorded:
+                    out.append((ticket_id, sla))
+        return out
 
     def counts(self, now_ms: int, warn_ms: int) -> Counter[tuple[str, str, str, str]]:
         """(sla, queue, priority, state) -> running clocks, state 'breaching' (past the

@@ -10,12 +10,14 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from stream.kpi.partition import Dims, PartitionKpis
+from stream.kpi.contrib import Dims
+from stream.kpi.partition import PartitionKpis
 from stream.kpi.sketch import QuantileSketch
 from stream.kpi.tickets import ActiveKey
 from stream.kpi.windows import window_end_ms
 
 QUANTILES = (0.5, 0.9, 0.99)
+FIRST_RESPONSE_SAMPLE = "first_response_seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,33 +55,37 @@ def build_snapshot(
     """Merge the given partitions into one snapshot.
 
     For each window size the snapshot shows the newest window that every partition with
-    a watermark has closed, so a gauge never mixes a finished partition with one still
-    accepting late events for the same minute.
+    a watermark has made final, so a gauge never mixes a finished partition with one
+    still accepting late events for the same minute.
     """
     active: Counter[ActiveKey] = Counter()
     late = 0
     watermarks: dict[int, int | None] = {}
     for partition, kpis in parts.items():
         active.update(kpis.active)
-        late += kpis.late_first_responses_total
+        late += kpis.late_total
         watermarks[partition] = kpis.watermark_ms(now_ms)
 
     windows: dict[int, WindowSummary] = {}
     sizes = {size for kpis in parts.values() for size in kpis.window_sizes_ms}
     for size in sorted(sizes):
-        through = [t for kpis in parts.values() if (t := kpis.closed_through_ms(size)) is not None]
+        through = [
+            t for kpis in parts.values() if (t := kpis.final_through_start_ms(size)) is not None
+        ]
         if not through:
             continue
         start = min(through)
         by_dims: dict[Dims, QuantileSketch] = {}
         overall = QuantileSketch(relative_accuracy)
         for kpis in parts.values():
-            for window in kpis.closed.get(size, ()):
+            for window in kpis.recent_final.get(size, ()):
                 if window.start_ms != start:
                     continue
-                for dims, sketch in window.sketches.items():
-                    merged = by_dims.setdefault(dims, QuantileSketch(relative_accuracy))
-                    merged.merge(sketch)
+                for dims, agg in window.dims.items():
+                    sketch = agg.sketches.get(FIRST_RESPONSE_SAMPLE)
+                    if sketch is None or not sketch.count:
+                        continue
+                    by_dims.setdefault(dims, QuantileSketch(relative_accuracy)).merge(sketch)
                     overall.merge(sketch)
         windows[size] = WindowSummary(size, start, by_dims, overall)
 

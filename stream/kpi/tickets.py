@@ -1,122 +1,75 @@
-"""The ticket state machine: one ticket's facts, and what each event changes.
+"""A ticket: the set of its events, and every KPI fact that set implies.
 
-Pure: given the stored state and one event, `apply_ticket_event` returns the new state
-and the KPI effects (active-gauge moves, first responses). The Faust agent stores the
-state in a changelogged table keyed by ticket_id, so a ticket's events are applied in
-partition order by exactly one worker.
+Pure. The stored state is the ticket's events (the fields the KPIs read) with their ids;
+`derive` walks them in event-time order and returns the ticket's contributions to the
+windows, its running SLA clocks and its place in the active-issues gauge. Nothing
+depends on the order the events arrived in: a late event is inserted where it belongs
+and the ticket is derived again (docs/kpis.md, "Ticket histories", is the definition;
+tests/oracle_windows.py implements it independently).
+
+The Faust agent keeps the state in a changelogged table keyed by ticket_id, so one
+ticket's events are applied by exactly one worker, and the windows of a partition can
+always be rebuilt from its tickets.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.kpi.contrib import Contribution, Dims, session_contributions
 from stream.kpi.events import ACTIVE_STATUSES, Event
+from stream.kpi.sla import FIRST_RESPONSE, RESOLUTION, SlaPolicy
+from stream.kpi.surveys import nps_category
 
 # A ticket's place in the active-issues gauge: (queue label, priority, status).
 ActiveKey = tuple[str, str, str]
 
-# Events that arrived before their ticket.created are kept, up to this many, and
-# replayed when it arrives (EVENTS.md: events may come out of order).
-MAX_EARLY_EVENTS = 200
+# Events kept per ticket. A ticket with more is a runaway producer: the rest are
+# counted as dropped (kpistream_events_dropped_total), never silently lost.
+MAX_TICKET_EVENTS = 1000
 
+# The fields each event type contributes; the rest of the event is not stored.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "ticket.created": ("queue", "priority", "channel", "subject_kind"),
+    "ticket.replied": ("author", "public", "handle_seconds"),
+    "ticket.status_changed": ("status",),
+    "ticket.assigned": ("queue",),
+    "ticket.priority_changed": ("priority",),
+    "ticket.solved": ("method", "settled_amount"),
+    "survey.csat": ("score",),
+    "survey.nps": ("score",),
+    "selfservice.session": ("screens", "clicks", "succeeded"),
+}
 
-@dataclass(frozen=True, slots=True)
-class FirstResponse:
-    """The first public agent reply of a ticket: its latency and where it counts."""
-
-    queue: str  # label value, already bounded
-    priority: str
-    responded_at_ms: int
-    latency_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class TicketFact:
-    """Something countable that happened to a ticket, labelled by its queue and priority.
-
-    kind is one of: created, escalated, solved, reopened, closed, agent_reply, csat, nps.
-    Counted once per event (duplicates never produce facts).
-    """
-
-    kind: str
-    queue: str  # label value, already bounded
-    priority: str
-    seconds: float | None = None  # solved: first resolution; closed: full resolution;
-    wait_seconds: float | None = None  # solved (first): requester wait
-    # agent_reply: handle time when the event carries it
-    method: str | None = None  # solved: how
-    touches: int | None = None  # solved: public agent replies before this solve
-    score: int | None = None  # csat 1..5, nps 0..10
-    amount: str | None = None  # solved: settled amount, a decimal string
-    currency: str | None = None
-    complaint: bool = False  # the ticket's subject_kind is "complaint"
+_WAITING = ("new", "open")
+_STATUS_OF = {"ticket.solved": "solved", "ticket.closed": "closed", "ticket.reopened": "open"}
 
 
 @dataclass(slots=True)
 class TicketState:
     ticket_id: str
     customer_id: str | None = None
-    created_at_ms: int | None = None
-    queue: str | None = None
-    priority: str | None = None
-    channel: str | None = None
-    status: str = "new"
-    # Event time of the value in force: a newer event wins, an older one arriving late
-    # does not overwrite it (status, queue and priority can arrive out of order).
-    status_at_ms: int = -(2**62)
-    queue_at_ms: int = -(2**62)
-    priority_at_ms: int = -(2**62)
-    first_response_at_ms: int | None = None
-    subject_kind: str | None = None
-    sla_priority: str | None = None  # the priority when the SLA clocks started
-    # SLAs whose breach was already counted when their clock ran out (never twice).
-    sla_breached: list[str] = field(default_factory=list)
-    # SLAs whose clock has stopped and whose result has been counted.
-    sla_done: list[str] = field(default_factory=list)
-    closed_at_ms: int | None = None  # the first close
-    # Requester wait: time in new/open (the customer waits on us), paused in
-    # pending/on_hold (we wait on the customer) and stopped once solved or closed.
-    wait_ms: int = 0
-    wait_since_ms: int | None = None  # when the running wait clock last (re)started
-    solved_at_ms: int | None = None  # the latest solve
-    first_solved_at_ms: int | None = None
-    agent_replies: int = 0  # public agent replies ("touches")
-    counted_as: ActiveKey | None = None
-    seen_event_ids: list[str] = field(default_factory=list)
-    early_events: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def created(self) -> bool:
-        return self.created_at_ms is not None
+    # [occurred_at_ms, type, position of its id in `ids`, {field: value}]
+    events: list[list[Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # every event id seen: the dedupe set
+    # SLAs whose clock the watermark passed while running: breached, for good.
+    breached: list[str] = field(default_factory=list)
+    # Facts already counted by the live counters (never counted twice).
+    live: list[str] = field(default_factory=list)
+    counted_as: ActiveKey | None = None  # where the active-issues gauge counts it
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ticket_id": self.ticket_id,
             "customer_id": self.customer_id,
-            "created_at_ms": self.created_at_ms,
-            "queue": self.queue,
-            "priority": self.priority,
-            "channel": self.channel,
-            "status": self.status,
-            "status_at_ms": self.status_at_ms,
-            "queue_at_ms": self.queue_at_ms,
-            "priority_at_ms": self.priority_at_ms,
-            "first_response_at_ms": self.first_response_at_ms,
-            "subject_kind": self.subject_kind,
-            "sla_priority": self.sla_priority,
-            "sla_breached": self.sla_breached,
-            "sla_done": self.sla_done,
-            "closed_at_ms": self.closed_at_ms,
-            "wait_ms": self.wait_ms,
-            "wait_since_ms": self.wait_since_ms,
-            "solved_at_ms": self.solved_at_ms,
-            "first_solved_at_ms": self.first_solved_at_ms,
-            "agent_replies": self.agent_replies,
+            "events": self.events,
+            "ids": self.ids,
+            "breached": self.breached,
+            "live": self.live,
             "counted_as": list(self.counted_as) if self.counted_as else None,
-            "seen_event_ids": self.seen_event_ids,
-            "early_events": self.early_events,
         }
 
     @classmethod
@@ -125,55 +78,244 @@ class TicketState:
         return cls(
             ticket_id=data["ticket_id"],
             customer_id=data.get("customer_id"),
-            created_at_ms=data.get("created_at_ms"),
-            queue=data.get("queue"),
-            priority=data.get("priority"),
-            channel=data.get("channel"),
-            status=data.get("status", "new"),
-            status_at_ms=data.get("status_at_ms", -(2**62)),
-            queue_at_ms=data.get("queue_at_ms", -(2**62)),
-            priority_at_ms=data.get("priority_at_ms", -(2**62)),
-            first_response_at_ms=data.get("first_response_at_ms"),
-            subject_kind=data.get("subject_kind"),
-            sla_priority=data.get("sla_priority"),
-            sla_breached=list(data.get("sla_breached", [])),
-            sla_done=list(data.get("sla_done", [])),
-            closed_at_ms=data.get("closed_at_ms"),
-            wait_ms=data.get("wait_ms", 0),
-            wait_since_ms=data.get("wait_since_ms"),
-            solved_at_ms=data.get("solved_at_ms"),
-            first_solved_at_ms=data.get("first_solved_at_ms"),
-            agent_replies=data.get("agent_replies", 0),
+            events=[list(e) for e in data.get("events", [])],
+            ids=list(data.get("ids", [])),
+            breached=list(data.get("breached", [])),
+            live=list(data.get("live", [])),
             counted_as=(counted[0], counted[1], counted[2]) if counted else None,
-            seen_event_ids=list(data.get("seen_event_ids", [])),
-            early_events=list(data.get("early_events", [])),
         )
 
 
+def add_event(state: TicketState, event: Event) -> str | None:
+    """Record the event in the ticket; returns why not ('duplicate', 'full') or None."""
+    if event.event_id in state.ids:
+        return "duplicate"
+    if len(state.events) >= MAX_TICKET_EVENTS:
+        return "full"
+    fields = {k: event.body[k] for k in _FIELDS.get(event.type, ()) if k in event.body}
+    state.events.append([event.occurred_at_ms, event.type, len(state.ids), fields])
+    state.ids.append(event.event_id)
+    if event.type == "ticket.created" and state.customer_id is None:
+        state.customer_id = event.body.get("customer_id")
+    return None
+
+
 @dataclass(slots=True)
-class TicketOutcome:
-    """What one event did to a ticket, for the aggregates."""
+class Clock:
+    """An SLA clock still running: not answered and not stopped."""
 
-    state: TicketState
-    duplicate: bool = False
-    buffered: bool = False  # kept until the ticket's ticket.created arrives
-    active_moves: list[tuple[ActiveKey, int]] = field(default_factory=list)
-    first_responses: list[FirstResponse] = field(default_factory=list)
-    facts: list[TicketFact] = field(default_factory=list)
+    ticket_id: str
+    sla: str
+    queue: str  # label of the ticket's current queue, for the gauges
+    priority: str  # the priority when the clock started
+    deadline_ms: int
+    breach_recorded: bool = False  # the watermark passed it: breached, counted once
 
 
-def expires_at_ms(state: TicketState, retention_ms: int) -> int | None:
-    """When a ticket's state may be dropped: `retention_ms` after its close, or after the
-    newest event of a ticket whose ticket.created never came. None while it lives.
+@dataclass(slots=True)
+class TicketView:
+    """Everything the KPIs need of a ticket, derived from its events."""
 
-    Until then its event ids deduplicate re-deliveries; the retention is the dedupe
-    horizon for a closed ticket.
+    contributions: list[Contribution] = field(default_factory=list)
+    clocks: list[Clock] = field(default_factory=list)
+    active_key: ActiveKey | None = None
+    created_at_ms: int | None = None
+    status: str | None = None
+    newest_ms: int | None = None
+
+
+def sort_key(state: TicketState) -> Callable[[list[Any]], tuple[int, int, str]]:
+    """Event-time order; ties: ticket.created first, then by event id."""
+    ids = state.ids
+    return lambda e: (e[0], 0 if e[1] == "ticket.created" else 1, ids[e[2]])
+
+
+def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], str]) -> TicketView:
+    """The ticket's contributions, running clocks and gauge place (docs/kpis.md)."""
+    order = sorted(state.events, key=sort_key(state))
+    view = TicketView(newest_ms=order[-1][0] if order else None)
+    out = view.contributions
+    for t, kind, pos, f in order:  # sessions count whether or not the ticket exists
+        if kind == "selfservice.session":
+            out += session_contributions(
+                t,
+                int(f.get("screens", 0)),
+                int(f.get("clicks", 0)),
+                bool(f.get("succeeded")),
+                f"#{pos}",
+            )
+    index = next((i for i, e in enumerate(order) if e[1] == "ticket.created"), None)
+    if index is None:
+        return view
+    created_at, _, _, cf = order[index]
+    view.created_at_ms = created_at
+    queue, priority, status = (
+        str(cf.get("queue") or "unknown"),
+        str(cf.get("priority") or "normal"),
+        "new",
+    )
+    complaint = cf.get("subject_kind") == "complaint"
+    first_priority = priority
+    # Changes of the queue label and of the status, in event time, from the creation:
+    # "the state at time T" is the last change before T.
+    queue_times, queue_labels = [created_at], [queue_label(queue)]
+    status_times, statuses = [created_at], ["new"]
+
+    def dims() -> Dims:
+        return (queue_label(queue), priority)
+
+    def add(at: int, d: Dims, name: str, value: float, ident: str) -> None:
+        out.append(Contribution(at, d, name, value, ident))
+
+    add(created_at, dims(), "created", 1, "c")
+    if complaint:
+        add(created_at, dims(), "created_complaint", 1, "c")
+    key: ActiveKey | None = (*dims(), "new")
+    add(created_at, dims(), "active:new", 1, "a")
+
+    first_reply = first_solve = first_close = last_solve = None
+    # Places in the event order of the answers and stops: at the same millisecond the
+    # order decides whether a reply answered a clock or came after its stop.
+    place: dict[str, int] = {}
+    touches = 0
+    touches_at_first_solve = 0
+    first_solve_dims: Dims = dims()
+    first_close_dims: Dims = dims()
+    # Events ordered before the creation count, in the creation's dimensions, but do
+    # not set the state: the creation does.
+    for number, (t, kind, pos, f) in enumerate(order):
+        if number == index or kind == "ticket.created":
+            continue
+        before_creation = number < index
+        ident = f"#{pos}"
+        d = dims()
+        if kind == "ticket.replied":
+            if f.get("author") == "agent" and f.get("public") is True:
+                touches += 1
+                add(t, d, "agent_replies", 1, ident)
+                if f.get("handle_seconds") is not None:
+                    add(t, d, "handle_seconds", float(f["handle_seconds"]), ident)
+                if first_reply is None:
+                    first_reply, place["reply"] = t, number
+                    add(t, d, "first_response_seconds", max(0, t - created_at) / 1000.0, "fr")
+        elif kind == "ticket.solved":
+            method = str(f.get("method") or "agent")
+            add(t, d, f"solved:{method}", 1, ident)
+            settled = f.get("settled_amount") or {}
+            if settled.get("value") is not None and settled.get("currency"):
+                currency = str(settled["currency"])
+                add(t, d, f"settled:{currency}", float(settled["value"]), ident)
+                add(t, d, f"settled_solves:{currency}", 1, ident)
+            if first_solve is None:
+                first_solve, first_solve_dims, touches_at_first_solve = t, d, touches
+                place["solve"] = number
+            last_solve = t
+        elif kind == "ticket.closed":
+            if first_close is None:
+                first_close, first_close_dims = t, d
+                place["close"] = number
+                final_solve = last_solve if last_solve is not None else t
+                add(
+                    t, d, "full_resolution_seconds", max(0, final_solve - created_at) / 1000.0, "x1"
+                )
+        elif kind == "ticket.reopened":
+            add(t, d, "reopened", 1, ident)
+        elif kind == "ticket.escalated":
+            add(t, d, "escalated", 1, ident)
+            if complaint:
+                add(t, d, "escalated_complaint", 1, ident)
+        elif kind == "survey.csat":
+            add(t, d, f"csat:{int(f['score'])}", 1, ident)
+        elif kind == "survey.nps":
+            add(t, d, f"nps:{nps_category(int(f['score']))}", 1, ident)
+        if before_creation:
+            continue
+        # --- the state this event sets ---
+        if kind == "ticket.status_changed":
+            status = str(f["status"])
+        elif kind in _STATUS_OF:
+            status = _STATUS_OF[kind]
+        elif kind == "ticket.assigned" and f.get("queue") is not None:
+            queue = str(f["queue"])
+            queue_times.append(t)
+            queue_labels.append(queue_label(queue))
+        elif kind == "ticket.priority_changed" and f.get("priority") is not None:
+            priority = str(f["priority"])
+        if kind == "ticket.status_changed" or kind in _STATUS_OF:
+            status_times.append(t)
+            statuses.append(status)
+        new_key: ActiveKey | None = (*dims(), status) if status in ACTIVE_STATUSES else None
+        if new_key != key:
+            if key is not None:
+                add(t, (key[0], key[1]), f"active:{key[2]}", -1, "a")
+            if new_key is not None:
+                add(t, (new_key[0], new_key[1]), f"active:{new_key[2]}", 1, "a")
+            key = new_key
+
+    def waiting_ms(until: int) -> int:
+        """Time in new/open between the creation and `until`."""
+        total = 0
+        for i, (since, st) in enumerate(zip(status_times, statuses, strict=True)):
+            end = status_times[i + 1] if i + 1 < len(status_times) else until
+            if st in _WAITING:
+                total += max(0, min(end, until) - since)
+        return total
+
+    if first_solve is not None:
+        d, t = first_solve_dims, first_solve
+        add(t, d, "resolution_seconds", max(0, t - created_at) / 1000.0, "s1")
+        add(t, d, "requester_wait_seconds", waiting_ms(t) / 1000.0, "s1")
+        add(t, d, "first_solves", 1, "s1")
+        add(t, d, "touches", touches_at_first_solve, "s1")
+        if touches_at_first_solve == 1:
+            add(t, d, "one_touch", 1, "s1")
+    if first_close is not None:
+        add(
+            first_close,
+            first_close_dims,
+            "agent_work_seconds",
+            waiting_ms(first_close) / 1000.0,
+            "x1",
+        )
+
+    def queue_at(at: int) -> str:
+        return queue_labels[max(0, bisect_left(queue_times, at) - 1)]
+
+    for sla, answer, stoppers in (
+        (FIRST_RESPONSE, "reply", ("solve", "close")),
+        (RESOLUTION, "solve", ("close",)),
+    ):
+        target = policy.target_ms(sla, first_priority)
+        deadline = created_at + target
+        stops = [place[s] for s in (answer, *stoppers) if s in place]
+        ident = f"sla:{sla}"
+        recorded = sla in state.breached
+        stop_at = order[min(stops)][0] if stops else None
+        if recorded or (stop_at is not None and stop_at > deadline):
+            add(deadline, (queue_at(deadline), first_priority), f"sla:{sla}:breached", 1, ident)
+        elif stop_at is not None and place.get(answer) == min(stops):
+            add(stop_at, (queue_at(stop_at), first_priority), f"sla:{sla}:met", 1, ident)
+        if not stops:
+            view.clocks.append(
+                Clock(state.ticket_id, sla, queue_label(queue), first_priority, deadline, recorded)
+            )
+    view.active_key = key
+    view.status = status
+    return view
+
+
+def expires_at_ms(view: TicketView, retention_ms: int) -> int | None:
+    """When a ticket's state may be dropped: `retention_ms` after the newest event of a
+    closed ticket, or of a ticket whose ticket.created never came. None while it lives.
+
+    Until then its event ids deduplicate re-deliveries: the retention is the dedupe
+    horizon. It must exceed the longest window plus the grace period, so that the windows
+    of a partition can be rebuilt from its tickets (settings check this).
     """
-    if not state.created:
-        newest = max((e["occurred_at_ms"] for e in state.early_events), default=None)
-        return None if newest is None else newest + retention_ms
-    if state.status == "closed" and state.closed_at_ms is not None:
-        return max(state.closed_at_ms, state.status_at_ms) + retention_ms
+    if view.newest_ms is None:
+        return None
+    if view.created_at_ms is None or view.status == "closed":
+        return view.newest_ms + retention_ms
     return None
 
 
@@ -184,188 +326,3 @@ def is_first_response(event: Event) -> bool:
         and event.get("author") == "agent"
         and event.get("public") is True
     )
-
-
-def apply_ticket_event(
-    state: TicketState | None,
-    event: Event,
-    queue_label: Callable[[str], str],
-) -> TicketOutcome:
-    """Apply one event of ticket `event.body['ticket_id']` to its state.
-
-    `queue_label` bounds queue names for labels; the label a ticket is counted under is
-    stored with it, so moving it out of the gauge never depends on the mapping again.
-    """
-    if state is None:
-        state = TicketState(ticket_id=event.body["ticket_id"])
-    outcome = TicketOutcome(state=state)
-    if event.event_id in state.seen_event_ids:
-        outcome.duplicate = True
-        return outcome
-    state.seen_event_ids.append(event.event_id)
-
-    if not state.created and event.type != "ticket.created":
-        if len(state.early_events) < MAX_EARLY_EVENTS:
-            state.early_events.append(_event_to_dict(event))
-        outcome.buffered = True
-        return outcome
-
-    before = state.counted_as
-    _apply(state, event, outcome, queue_label)
-    if event.type == "ticket.created" and state.early_events:
-        early = sorted(state.early_events, key=lambda e: e["occurred_at_ms"])
-        state.early_events = []
-        for item in early:
-            _apply(state, _event_from_dict(item), outcome, queue_label)
-
-    after = _active_key(state, queue_label)
-    if after != before:
-        if before is not None:
-            outcome.active_moves.append((before, -1))
-        if after is not None:
-            outcome.active_moves.append((after, +1))
-        state.counted_as = after
-    return outcome
-
-
-def _active_key(state: TicketState, queue_label: Callable[[str], str]) -> ActiveKey | None:
-    if not state.created or state.status not in ACTIVE_STATUSES:
-        return None
-    return (queue_label(state.queue or "unknown"), state.priority or "normal", state.status)
-
-
-def _apply(
-    state: TicketState,
-    event: Event,
-    outcome: TicketOutcome,
-    queue_label: Callable[[str], str],
-) -> None:
-    kind = event.type
-    at = event.occurred_at_ms
-    body = event.body
-
-    def fact(name: str, **values: Any) -> None:
-        outcome.facts.append(
-            TicketFact(
-                name,
-                queue_label(state.queue or "unknown"),
-                state.priority or "normal",
-                complaint=state.subject_kind == "complaint",
-                **values,
-            )
-        )
-
-    if kind == "ticket.created":
-        state.created_at_ms = at
-        state.customer_id = body.get("customer_id")
-        state.channel = body.get("channel")
-        state.subject_kind = body.get("subject_kind")
-        _set_queue(state, body.get("queue"), at)
-        _set_priority(state, body.get("priority"), at)
-        state.sla_priority = body.get("priority")
-        _set_status(state, "new", at)
-        state.wait_ms, state.wait_since_ms = 0, at
-        fact("created")
-    elif kind == "ticket.replied":
-        if is_first_response(event):
-            state.agent_replies += 1
-            handle = body.get("handle_seconds")
-            fact("agent_reply", seconds=float(handle) if handle is not None else None)
-        if is_first_response(event) and state.first_response_at_ms is None:
-            state.first_response_at_ms = at
-            created = state.created_at_ms if state.created_at_ms is not None else at
-            outcome.first_responses.append(
-                FirstResponse(
-                    queue=queue_label(state.queue or "unknown"),
-                    priority=state.priority or "normal",
-                    responded_at_ms=at,
-                    # A reply stamped before the creation (producer clock skew) counts as
-                    # an immediate response rather than a negative latency.
-                    latency_ms=max(0, at - created),
-                )
-            )
-    elif kind == "ticket.status_changed":
-        _set_status(state, body["status"], at)
-    elif kind == "ticket.solved":
-        _set_status(state, "solved", at)
-        created = state.created_at_ms if state.created_at_ms is not None else at
-        first = state.first_solved_at_ms is None
-        state.solved_at_ms = at
-        if first:
-            state.first_solved_at_ms = at
-        settled = body.get("settled_amount") or {}
-        fact(
-            "solved",
-            # First resolution: to the first solve. Full resolution is counted at close.
-            seconds=max(0, at - created) / 1000.0 if first else None,
-            wait_seconds=state.wait_ms / 1000.0 if first else None,
-            method=body.get("method"),
-            touches=state.agent_replies,
-            amount=settled.get("value"),
-            currency=settled.get("currency"),
-        )
-    elif kind == "ticket.reopened":
-        _set_status(state, "open", at)
-        fact("reopened")
-    elif kind == "ticket.closed":
-        _set_status(state, "closed", at)
-        if state.closed_at_ms is None:
-            state.closed_at_ms = at
-        created = state.created_at_ms if state.created_at_ms is not None else at
-        # A closed ticket cannot be reopened: its latest solve is its final one.
-        solved = state.solved_at_ms if state.solved_at_ms is not None else at
-        fact("closed", seconds=max(0, solved - created) / 1000.0)
-    elif kind == "ticket.escalated":
-        fact("escalated")
-    elif kind == "survey.csat":
-        fact("csat", score=int(body["score"]))
-    elif kind == "survey.nps":
-        fact("nps", score=int(body["score"]))
-    elif kind == "ticket.assigned":
-        _set_queue(state, body.get("queue"), at)
-    elif kind == "ticket.priority_changed":
-        _set_priority(state, body.get("priority"), at)
-    # Self-service sessions with a ticket change nothing of the ticket.
-
-
-_WAITING = ("new", "open")
-
-
-def _set_status(state: TicketState, status: str, at: int) -> None:
-    if at >= state.status_at_ms:
-        _move_wait_clock(state, status, at)
-        state.status, state.status_at_ms = status, at
-
-
-def _move_wait_clock(state: TicketState, status: str, at: int) -> None:
-    """Pause the requester-wait clock leaving new/open, resume it on coming back, and
-    stop it for good at the first solve or close."""
-    stopped = state.first_solved_at_ms is not None or state.closed_at_ms is not None
-    if state.wait_since_ms is not None and status not in _WAITING:
-        state.wait_ms += max(0, at - state.wait_since_ms)
-        state.wait_since_ms = None
-    elif state.wait_since_ms is None and status in _WAITING and state.created and not stopped:
-        state.wait_since_ms = at
-
-
-def _set_queue(state: TicketState, queue: str | None, at: int) -> None:
-    if queue is not None and at >= state.queue_at_ms:
-        state.queue, state.queue_at_ms = queue, at
-
-
-def _set_priority(state: TicketState, priority: str | None, at: int) -> None:
-    if priority is not None and at >= state.priority_at_ms:
-        state.priority, state.priority_at_ms = priority, at
-
-
-def _event_to_dict(event: Event) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "occurred_at_ms": event.occurred_at_ms,
-        "body": event.body,
-    }
-
-
-def _event_from_dict(data: dict[str, Any]) -> Event:
-    return Event(data["event_id"], data["type"], data["occurred_at_ms"], data["body"])

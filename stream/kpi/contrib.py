@@ -1,0 +1,80 @@
+"""Contributions: what a ticket (or a session) adds to the event-time windows.
+
+A contribution is one fact at one event time: a count (`created`, `solved:agent`, ...)
+or a sample for a sketch (`first_response_seconds`, ...), in one dimension set. A
+ticket's contributions are a pure function of its set of events (tickets.py); when an
+event arrives, the difference between its contributions after and before is applied to
+the windows. A late event that changes an earlier fact (an earlier reply turns up) thus
+takes the old fact back and adds the new one: windows that are not final stay exact
+whatever order the events arrived in.
+
+`ident` names the fact for the live counters, which count a fact once, the first time
+it appears, and never take it back (Prometheus counters only go up).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import NamedTuple
+
+# (queue label, priority); ("", "") for facts that belong to no ticket dimension.
+Dims = tuple[str, str]
+NO_DIMS: Dims = ("", "")
+
+# Names whose value is a sample for a sketch; every other name is a count whose value
+# is added up (1 for most facts, +1/-1 for active-ticket moves, an amount for money).
+SAMPLE_NAMES = frozenset(
+    {
+        "first_response_seconds",
+        "resolution_seconds",
+        "full_resolution_seconds",
+        "requester_wait_seconds",
+        "agent_work_seconds",
+        "handle_seconds",
+        "selfservice_screens",
+        "selfservice_clicks",
+    }
+)
+
+ACTIVE_PREFIX = "active:"
+
+
+class Contribution(NamedTuple):
+    at_ms: int
+    dims: Dims
+    name: str
+    value: float
+    ident: str
+
+
+def is_sample(name: str) -> bool:
+    return name in SAMPLE_NAMES
+
+
+def diff(
+    before: Iterable[Contribution], after: Iterable[Contribution]
+) -> list[tuple[Contribution, int]]:
+    """(contribution, +1 or -1) that turn `before` into `after` (multisets)."""
+    change: Counter[Contribution] = Counter(after)
+    change.subtract(Counter(before))
+    out: list[tuple[Contribution, int]] = []
+    for item, n in change.items():
+        if n:
+            sign = 1 if n > 0 else -1
+            out.extend((item, sign) for _ in range(abs(n)))
+    return out
+
+
+def session_contributions(
+    at_ms: int, screens: int, clicks: int, succeeded: bool, ident: str
+) -> list[Contribution]:
+    """H15: one self-service session (with or without a ticket)."""
+    facts = [
+        Contribution(at_ms, NO_DIMS, "selfservice:sessions", 1, ident),
+        Contribution(at_ms, NO_DIMS, "selfservice_screens", float(screens), ident),
+        Contribution(at_ms, NO_DIMS, "selfservice_clicks", float(clicks), ident),
+    ]
+    if succeeded:
+        facts.append(Contribution(at_ms, NO_DIMS, "selfservice:succeeded", 1, ident))
+    return facts
