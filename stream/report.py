@@ -11,18 +11,8 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-COLUMNS = (
-    "kpi",
-    "window",
-    "window_start",
-    "dimensions",
-    "count",
-    "p50_seconds",
-    "p90_seconds",
-    "p99_seconds",
-    "revision",
-    "is_final",
-)
+# Every row has these; then the values of its KPI (docs/kpis.md names them per KPI).
+COLUMNS = ("kpi", "window", "window_start", "dimensions", "revision", "is_final")
 
 
 def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[str, dict[str, Any]]:
@@ -47,7 +37,11 @@ def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[st
             polls_left -= 1
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    if record.key is not None and record.value is not None:
+                    if record.key is None:
+                        continue
+                    if record.value is None:  # a tombstone: the value was taken back
+                        latest.pop(record.key.decode(), None)
+                    else:
                         latest[record.key.decode()] = orjson.loads(record.value)
         return latest
     finally:
@@ -62,7 +56,6 @@ def rows(
     for message in messages:
         if (kpi and message.get("kpi") != kpi) or (window and message.get("window") != window):
             continue
-        values = message.get("values", {})
         dims = message.get("dimensions") or {}
         out.append(
             {
@@ -70,12 +63,9 @@ def rows(
                 "window": message.get("window"),
                 "window_start": message.get("window_start"),
                 "dimensions": ",".join(f"{k}={v}" for k, v in dims.items()) or "all",
-                "count": values.get("count"),
-                "p50_seconds": values.get("p50_seconds"),
-                "p90_seconds": values.get("p90_seconds"),
-                "p99_seconds": values.get("p99_seconds"),
                 "revision": message.get("revision"),
                 "is_final": message.get("is_final"),
+                **message.get("values", {}),
             }
         )
     return sorted(
@@ -84,9 +74,19 @@ def rows(
     )
 
 
+def value_columns(table: list[dict[str, Any]]) -> list[str]:
+    """The value names of the rows, in the order they first appear."""
+    names: dict[str, None] = {}
+    for row in table:
+        names.update((k, None) for k in row if k not in COLUMNS)
+    return list(names)
+
+
 def as_csv(table: list[dict[str, Any]]) -> str:
+    """One column per value name of any row (empty where a KPI has no such value)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    columns = [*COLUMNS, *value_columns(table)]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
     return buffer.getvalue()
@@ -96,12 +96,18 @@ def as_jsonl(table: list[dict[str, Any]]) -> str:
     return "".join(orjson.dumps(row).decode() + "\n" for row in table)
 
 
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
 def as_table(table: list[dict[str, Any]]) -> Table:
+    """Fixed columns, then the KPI's values as name=value pairs (KPIs differ in values)."""
     view = Table(title="kpi.windows.v1")
-    for column in COLUMNS:
-        view.add_column(column, justify="right" if column in ("count",) else "left")
+    for column in (*COLUMNS, "values"):
+        view.add_column(column)
     for row in table:
-        view.add_row(
-            *(f"{v:.1f}" if isinstance(v, float) else str(v) for v in (row[c] for c in COLUMNS))
-        )
+        values = " ".join(f"{k}={_show(v)}" for k, v in row.items() if k not in COLUMNS)
+        view.add_row(*(_show(row[c]) for c in COLUMNS), values)
     return view

@@ -151,6 +151,10 @@ class WorkerRuntime:
                 continue
             view = self._derive(TicketState.from_dict(stored))
             contributions[number] += view.contributions
+            kpis = rebuilt[number]
+            if view.newest_ms is not None and (kpis.max_event_ms or -(2**62)) < view.newest_ms:
+                # The marks are persisted once a tick; the tickets know the newest time.
+                kpis.max_event_ms = view.newest_ms
             self.sla[number].update(ticket_id, view.clocks)
             if view.active_key is not None:
                 rebuilt[number].active[view.active_key] += 1
@@ -505,12 +509,14 @@ class WorkerRuntime:
         clock = wall if self.settings.live else None
         messages: list[dict[str, Any]] = []
         for number, kpis in self.partitions.items():
-            messages += kpis.close(number, clock)
+            partials = kpis.close(number, clock)
+            messages += partials
             watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)
             if watermark is None or event_mark is None:
                 continue
             marks = (event_mark, watermark)
-            if marks != self._reported_marks.get(number):
+            # Marks after partials always: the merge emits what changed on them.
+            if partials or marks != self._reported_marks.get(number):
                 self._reported_marks[number] = marks
                 messages.append(
                     {"partition": number, "event_ms": event_mark, "watermark": watermark}

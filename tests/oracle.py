@@ -69,10 +69,10 @@ def _priority(event: dict[str, Any]) -> str | None:
 
 def _requester_wait_ms(history: list[dict[str, Any]], created: int) -> tuple[int, int] | None:
     """(first solve time, time spent in new/open until then), walking the status changes
-    in event time; None if never solved. A close stops the clock for good."""
+    in event time; None if never solved. Pending, on_hold, solved and closed pause it."""
     waiting = ("new", "open")
     since: int | None = created
-    total_ms, stopped = 0, False
+    total_ms = 0
     for event in history:
         new = _status(event)
         if new is None or event["type"] == "ticket.created":
@@ -80,12 +80,10 @@ def _requester_wait_ms(history: list[dict[str, Any]], created: int) -> tuple[int
         if since is not None and new not in waiting:
             total_ms += max(0, event["t"] - since)
             since = None
-        elif since is None and new in waiting and not stopped:
+        elif since is None and new in waiting:
             since = event["t"]
         if event["type"] == "ticket.solved":
             return event["t"], total_ms
-        if event["type"] == "ticket.closed":
-            stopped = True
     return None
 
 

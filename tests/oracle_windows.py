@@ -554,37 +554,31 @@ def _tickets_active(
     histories: list[TicketHistory], all_times: list[int], sizes_ms: tuple[int, ...]
 ) -> dict[WindowKey, dict[str, Any]]:
     """H1 per window: tickets active at the window's end, by status. A dimension set is
-    emitted when it has an active ticket at the end, or when some ticket's active
-    (queue, priority, status) membership at the start differs from that at the end.
-    Only windows from the first to the last event time seen are considered."""
+    emitted when one of its counts at the end differs from that at the start (a
+    consumer keeps the last value). Only windows holding an event can differ: the
+    state of a ticket changes at its events only."""
     windows: dict[WindowKey, dict[str, Any]] = {}
-    if not all_times:
-        return windows
     for size_ms in sizes_ms:
-        first_start = window_start(min(all_times), size_ms)
-        last_start = window_start(max(all_times), size_ms)
-        for start in range(first_start, last_start + size_ms, size_ms):
+        for start in sorted({window_start(t, size_ms) for t in all_times}):
             end = start + size_ms
+            at_start: dict[Dims, Counter[str]] = defaultdict(Counter)
             at_end: dict[Dims, Counter[str]] = defaultdict(Counter)
-            changed: set[Dims] = set()
             for history in histories:
                 if history.created_at >= end:
-                    continue  # does not exist at the start or the end: no membership
+                    continue  # does not exist at the start or the end
                 if history.ends_inactive and start > history.last_event_at:
-                    continue  # no longer active at the start or the end: no membership
-                before = history.active_membership_at(start)
-                after = history.active_membership_at(end)
-                if after is not None:
-                    for dims in ticket_dims(after):
-                        at_end[dims][after.status] += 1
-                if before != after:
-                    for membership in (before, after):
-                        if membership is not None:
-                            changed.update(ticket_dims(membership))
-            for dims in set(at_end) | changed:
-                counts = at_end[dims]
-                values: dict[str, Any] = {status: counts[status] for status in ACTIVE_STATUSES}
-                values["active"] = sum(counts[status] for status in ACTIVE_STATUSES)
+                    continue  # no longer active at the start or the end
+                for counts, at in ((at_start, start), (at_end, end)):
+                    membership = history.active_membership_at(at)
+                    if membership is not None:
+                        for dims in ticket_dims(membership):
+                            counts[dims][membership.status] += 1
+            for dims in set(at_start) | set(at_end):
+                before, after = at_start[dims], at_end[dims]
+                if all(before[s] == after[s] for s in ACTIVE_STATUSES):
+                    continue
+                values: dict[str, Any] = {status: after[status] for status in ACTIVE_STATUSES}
+                values["active"] = sum(after[status] for status in ACTIVE_STATUSES)
                 windows[("tickets_active", size_ms, start, dims)] = values
     return windows
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.kpi.contrib import NO_DIMS, Dims
+from stream.kpi.contrib import ALL_DIMS, NO_DIMS, Dims
 from stream.kpi.sketch import QuantileSketch
 from stream.kpi.surveys import net_promoter_score
 from stream.kpi.windows import format_duration_ms, window_end_ms
@@ -50,7 +50,7 @@ class Merged:
     counts: dict[str, float] = field(default_factory=dict)
     sketches: dict[str, QuantileSketch] = field(default_factory=dict)
     active_end: dict[str, float] = field(default_factory=dict)
-    active_moved: bool = False
+    active_delta: dict[str, float] = field(default_factory=dict)  # net change in the window
 
     def merge(self, other: Merged) -> None:
         for k, v in other.counts.items():
@@ -62,7 +62,8 @@ class Merged:
                 self.sketches[k] = sketch.copy()
         for k, v in other.active_end.items():
             self.active_end[k] = self.active_end.get(k, 0) + v
-        self.active_moved = self.active_moved or other.active_moved
+        for k, v in other.active_delta.items():
+            self.active_delta[k] = self.active_delta.get(k, 0) + v
 
     def n(self, name: str) -> int:
         return round(self.counts.get(name, 0))
@@ -83,9 +84,10 @@ def _quantiles(
 
 # --- the KPIs: (merged data) -> values, or None when the window has nothing to say ----
 def _tickets_active(m: Merged) -> dict[str, Any] | None:
-    values = {s: round(m.active_end.get(s, 0)) for s in ACTIVE_STATUSES}
-    if not any(values.values()) and not m.active_moved:
+    """Sent for a window in which a count changed; a consumer keeps the last value."""
+    if not any(round(v) for v in m.active_delta.values()):
         return None
+    values = {s: round(m.active_end.get(s, 0)) for s in ACTIVE_STATUSES}
     return {**values, "active": sum(values.values())}
 
 
@@ -228,10 +230,14 @@ class KpiValue:
 
 def window_values(merged: dict[Dims, Merged]) -> list[KpiValue]:
     """Every KPI value of one window: per dimension set, and rolled up."""
-    ticket_dims = {d: m for d, m in merged.items() if d != NO_DIMS}
+    ticket_dims = {d: m for d, m in merged.items() if d not in (NO_DIMS, ALL_DIMS)}
     rollup = Merged()
     for m in ticket_dims.values():
         rollup.merge(m)
+    whole = merged.get(ALL_DIMS)
+    # The active counts of every dimension set, also those that did not change here.
+    rollup.active_end = dict(whole.active_end) if whole else {}
+    rollup.active_delta = dict(whole.active_delta) if whole else {}
     out: list[KpiValue] = []
     groups: Iterable[tuple[dict[str, str], Merged]] = [
         *(({"queue": q, "priority": p}, m) for (q, p), m in sorted(ticket_dims.items())),

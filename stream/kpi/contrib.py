@@ -21,6 +21,9 @@ from typing import NamedTuple
 # (queue label, priority); ("", "") for facts that belong to no ticket dimension.
 Dims = tuple[str, str]
 NO_DIMS: Dims = ("", "")
+# The partition's whole active-ticket count, in partials: the all-tickets rollup of H1
+# needs every dimension set, not only those that changed in the window.
+ALL_DIMS: Dims = ("", "all")
 
 # Names whose value is a sample for a sketch; every other name is a count whose value
 # is added up (1 for most facts, +1/-1 for active-ticket moves, an amount for money).

@@ -56,11 +56,15 @@ class WindowMerger:
     # In memory, rebuilt from the table by `load`: which partials each window has.
     index: dict[WindowId, set[str]] = field(default_factory=dict)
     dirty: set[WindowId] = field(default_factory=set)
+    carried: dict[int, set[str]] = field(default_factory=dict)  # size -> its "a|" keys
     stale_partials: int = 0
 
     def load(self, keys: Iterable[str]) -> None:
         self.index.clear()
+        self.carried.clear()
         for key in keys:
+            if key.startswith("a|"):
+                self.carried.setdefault(int(key.split("|")[1]), set()).add(key)
             if key.startswith("p|"):
                 _, size, start, _rest = key.split("|", 3)
                 self.index.setdefault((int(size), int(start)), set()).add(key)
@@ -84,10 +88,11 @@ class WindowMerger:
             key = f"mark|{partition}"
             old = state.get(key) or [-(2**62), -(2**62)]
             new = [max(int(old[0]), int(msg["event_ms"])), max(int(old[1]), int(msg["watermark"]))]
-            if new == list(old):
-                return []
-            state[key] = new
-            candidates = sorted(self.index)
+            if new != list(old):
+                state[key] = new
+                candidates = sorted(self.index)  # windows may have closed or become final
+            else:
+                candidates = sorted(self.dirty)
         else:
             wid = (int(msg["size_ms"]), int(msg["start_ms"]))
             done = state.get(f"done|{wid[0]}")
@@ -96,11 +101,18 @@ class WindowMerger:
                 return []
             key = partial_key(*wid, partition, msg["dims"])
             state[key] = {
-                k: msg[k] for k in ("counts", "sketches", "active_end", "active_moved") if k in msg
+                k: msg[k] for k in ("counts", "sketches", "active_end", "active_delta") if k in msg
             }
             self.index.setdefault(wid, set()).add(key)
             self.dirty.add(wid)
-            candidates = [wid]
+            self.carried.setdefault(wid[0], set()).add(f"a|{wid[0]}|{partition}|{msg['dims']}")
+            if self._carry(wid, partition, msg["dims"], msg.get("active_end") or {}, state):
+                # Later windows of this size that did not hear from this partition show
+                # its active counts from here: they change too.
+                self.dirty.update(w for w in self.index if w[0] == wid[0] and w[1] > wid[1])
+            # Emitted on the marks that follow a partition's partials: once per tick,
+            # not once per dimension set.
+            return []
         return self._emit_due(candidates, state, emitted_at_ms)
 
     def _emit_due(
@@ -125,15 +137,61 @@ class WindowMerger:
                     if key in state:
                         del state[key]
                 state[f"done|{size}"] = max(start, int(state.get(f"done|{size}") or start))
+                self._prune_carried(size, start, state)
                 older = record_key(size, start - 2 * size)
                 if older in state:
                     del state[older]
         return out
 
+    @staticmethod
+    def _carry(
+        wid: WindowId,
+        partition: int,
+        dims: str,
+        active_end: dict[str, float],
+        state: MutableMapping[str, Any],
+    ) -> bool:
+        """Remember a partition's active counts of a dimension set at a window's end.
+
+        A partition sends a window only for the dimension sets that changed in it; in a
+        window where they did not, its counts are those of the last window it sent:
+        [[start, counts], ...] per size, partition and dimension set, oldest first.
+        Returns whether they changed."""
+        key = f"a|{wid[0]}|{partition}|{dims}"
+        stored = state.get(key) or []
+        before = next((e[1] for e in stored if int(e[0]) == wid[1]), None)
+        entries = [e for e in stored if int(e[0]) != wid[1]]
+        entries.append([wid[1], active_end])
+        entries.sort(key=lambda e: int(e[0]))
+        state[key] = entries
+        return bool(before != active_end)
+
+    @staticmethod
+    def _carried(
+        size: int, start: int, partition: int, dims: str, state: MutableMapping[str, Any]
+    ) -> dict[str, float]:
+        """A partition's active counts of a dimension set at the end of a window it did
+        not send: those of the latest window before it that it sent."""
+        latest: dict[str, float] = {}
+        for entry_start, counts in state.get(f"a|{size}|{partition}|{dims}") or []:
+            if int(entry_start) >= start:
+                break
+            latest = counts
+        return latest
+
+    def _prune_carried(self, size: int, start: int, state: MutableMapping[str, Any]) -> None:
+        """Window `start` is final: of the entries up to it, only the latest is needed."""
+        for key in self.carried.get(size, ()):
+            entries = state.get(key) or []
+            older = [e for e in entries if int(e[0]) <= start]
+            if len(older) > 1:
+                state[key] = [older[-1], *(e for e in entries if int(e[0]) > start)]
+
     def _merged(
         self, wid: WindowId, state: MutableMapping[str, Any]
     ) -> dict[tuple[str, str], Merged]:
         merged: dict[tuple[str, str], Merged] = {}
+        sent: dict[str, set[int]] = {}  # dimension set -> partitions that sent it
         # Sorted: the same partials always add up in the same order, to the same floats.
         for key in sorted(self.index.get(wid, ())):
             part = state.get(key)
@@ -146,12 +204,21 @@ class WindowMerger:
                     n: QuantileSketch.from_dict(s) for n, s in part.get("sketches", {}).items()
                 },
                 active_end=dict(part.get("active_end", {})),
-                active_moved=bool(part.get("active_moved")),
+                active_delta=dict(part.get("active_delta", {})),
             )
             if dims in merged:
                 merged[dims].merge(piece)
             else:
                 merged[dims] = piece
+            sent.setdefault(key.split("|", 4)[4], set()).add(int(key.split("|", 4)[3]))
+        size, start = wid
+        for dims_text, partitions in sent.items():
+            for partition in range(self.partitions):
+                if partition not in partitions:
+                    carried = self._carried(size, start, partition, dims_text, state)
+                    target = merged[parse_dims_key(dims_text)]
+                    for status, n in carried.items():
+                        target.active_end[status] = target.active_end.get(status, 0) + n
         return merged
 
     def _emit(
@@ -181,9 +248,11 @@ class WindowMerger:
             body["revision"] = revision
             emitted[key] = [revision, digest, final]
             out.append((key, body))
-        for key in [k for k in emitted if k not in seen]:
-            # A value that a correction took away entirely: delete it from the topic.
-            del emitted[key]
-            out.append((key, None))
+        for key, old in emitted.items():
+            if key not in seen and old[1] is not None:
+                # A value that a correction took away entirely: delete it from the topic.
+                # Its revision is kept, so a value that comes back goes on counting.
+                emitted[key] = [old[0], None, final]
+                out.append((key, None))
         state[record_key(size, start)] = {"m": emitted, "csat": csat}
         return out

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.kpi.contrib import ACTIVE_PREFIX, Contribution, Dims, is_sample
+from stream.kpi.contrib import ACTIVE_PREFIX, ALL_DIMS, Contribution, Dims, is_sample
 from stream.kpi.sketch import QuantileSketch
 from stream.kpi.tickets import ActiveKey
 from stream.kpi.windows import window_start_ms
@@ -270,21 +270,43 @@ def window_partials(
     active_end: ActiveCounts,
     final: bool,
 ) -> list[dict[str, Any]]:
-    """The messages one partition sends for one window: one per dimension set."""
-    dims_all = set(active_end) | (set(window.dims) if window is not None else set())
+    """The messages one partition sends for one window: one per dimension set that had a
+    contribution in it (a quiet window sends nothing: its active counts did not change).
+
+    `active_delta` is the net change of the active counts within the window, so the
+    merge can tell a window that changed them from one that did not."""
+    if window is None:
+        return []
     out = []
-    for dims in sorted(dims_all):
-        agg = window.dims.get(dims) if window is not None else None
-        counts = {
-            k: v for k, v in (agg.counts.items() if agg else ()) if not k.startswith(ACTIVE_PREFIX)
+    total_end: dict[str, float] = {}
+    for by in active_end.values():
+        for status, n in by.items():
+            total_end[status] = total_end.get(status, 0) + n
+    total_delta: dict[str, float] = {}
+    for agg in window.dims.values():
+        for k, v in agg.counts.items():
+            if k.startswith(ACTIVE_PREFIX):
+                status = k[len(ACTIVE_PREFIX) :]
+                total_delta[status] = total_delta.get(status, 0) + v
+    out.append(
+        {
+            "size_ms": size_ms,
+            "start_ms": start_ms,
+            "partition": partition,
+            "dims": dims_key(ALL_DIMS),
+            "final": final,
+            "counts": {},
+            "sketches": {},
+            "active_end": total_end,
+            "active_delta": total_delta,
         }
-        active = {s: n for s, n in active_end.get(dims, {}).items()}
-        moved = any(
-            v for k, v in (agg.counts.items() if agg else ()) if k.startswith(ACTIVE_PREFIX)
-        )
-        sketches = {k: s.to_dict() for k, s in (agg.sketches.items() if agg else ())}
-        if agg is None and not active:
-            continue  # nothing to say, and nothing said before to take back
+    )
+    for dims in sorted(window.dims):
+        agg = window.dims[dims]
+        counts = {k: v for k, v in agg.counts.items() if not k.startswith(ACTIVE_PREFIX)}
+        delta = {
+            k[len(ACTIVE_PREFIX) :]: v for k, v in agg.counts.items() if k.startswith(ACTIVE_PREFIX)
+        }
         out.append(
             {
                 "size_ms": size_ms,
@@ -293,9 +315,9 @@ def window_partials(
                 "dims": dims_key(dims),
                 "final": final,
                 "counts": counts,
-                "sketches": sketches,
-                "active_end": active,
-                "active_moved": moved,
+                "sketches": {k: s.to_dict() for k, s in agg.sketches.items()},
+                "active_end": dict(active_end.get(dims, {})),
+                "active_delta": delta,
             }
         )
     return out

@@ -114,6 +114,9 @@ class SimConfig:
     duplicate_share: float = 0.0
     malformed_share: float = 0.0
     late_share: float = 0.0
+    # How late a late event is sent, at most, in event time; None: up to 5 minutes
+    # times `time_scale` (late like the rest of the scaled life).
+    late_max_ms: int | None = None
     queues: tuple[str, ...] = ("billing", "technical", "shipping", "returns", "general")
 
     @classmethod
@@ -825,7 +828,10 @@ class _Engine:
             value = head.encode() + b"," + fields[1:]
             if late_share > 0 and rng.random() < late_share:
                 late = True
-                emit = now + int(rng.uniform(1 * SEC, 5 * MIN) * scale) + 1
+                if cfg.late_max_ms is None:
+                    emit = now + int(rng.uniform(1 * SEC, 5 * MIN) * scale) + 1
+                else:
+                    emit = now + int(rng.uniform(1, cfg.late_max_ms))
                 msg = SimMessage(a, b, value, emit, now, "event")
                 self._push_msg(msg)
             else:

@@ -172,17 +172,21 @@ def wait_until_processed(worker, expected_messages: int, timeout_s: float = 120)
 
 
 def read_topic_until(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -> dict:
-    """Every message of a one-partition topic, by key, once `key` has arrived."""
+    """The latest message of each key of a one-partition topic, once the message of
+    `key` is final (windows are first sent when closed, then when final)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
     consumer.assign([TopicPartition(topic, 0)])
     messages: dict = {}
     deadline = time.monotonic() + timeout_s
-    while key not in messages and time.monotonic() < deadline:
+    while not messages.get(key, {}).get("is_final") and time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=500).values():
             for record in records:
-                messages[record.key.decode()] = orjson.loads(record.value)
+                if record.value is None:
+                    messages.pop(record.key.decode(), None)
+                else:
+                    messages[record.key.decode()] = orjson.loads(record.value)
     consumer.close()
     return messages
 
@@ -365,7 +369,10 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
 
     # `kpi report` prints the same windows.
     report = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "report", "--window", "1h", "--format", "jsonl"],
+        [
+            *(sys.executable, "-m", "stream.cli", "report"),
+            *("--kpi", "first_response_time", "--window", "1h", "--format", "jsonl"),
+        ],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -373,6 +380,7 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
         check=True,
     )
     reported = [orjson.loads(line) for line in report.stdout.splitlines()]
+    reported = [r for r in reported if r["window_start"] == "2026-11-24T09:00:00.000Z"]
     assert {(r["dimensions"], r["count"]) for r in reported} == {
         ("all", 3),
         ("queue=billing,priority=urgent", 1),

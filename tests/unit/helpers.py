@@ -45,3 +45,12 @@ def agent_reply(ticket_id: str, at_ms: int, public: bool = True, **fields: Any) 
     return ticket_event(
         "ticket.replied", ticket_id, at_ms, author="agent", public=public, agent_id="a-1", **fields
     )
+
+
+def status_changed(ticket_id: str, at_ms: int, status: str) -> Event:
+    return ticket_event("ticket.status_changed", ticket_id, at_ms, status=status)
+
+
+def same_queue(queue: str) -> str:
+    """The queue label mapping of the pure tests: every queue keeps its name."""
+    return queue

@@ -13,7 +13,7 @@ def test_defaults_describe_the_local_demo(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert settings.web_host == "127.0.0.1"
     assert settings.web_port == 6066
-    assert settings.window_sizes_ms == (60_000, 3_600_000)
+    assert settings.window_sizes_ms == (60_000, 3_600_000, 86_400_000)
     assert settings.grace_ms == 600_000
     names = [spec.name for spec in settings.topic_specs()]
     assert names == [
@@ -74,3 +74,9 @@ def test_sla_targets_parse_and_bad_ones_name_the_problem(monkeypatch: pytest.Mon
     monkeypatch.setenv("KPI_SLA_FIRST_RESPONSE", "urgent=30m,critical=1h")
     with pytest.raises(SettingsError, match="critical"):
         load_settings()
+
+
+def test_ticket_retention_must_outlive_the_longest_window() -> None:
+    with pytest.raises(SettingsError, match="ticket_retention"):
+        load_settings(windows=("1m", "1d"), grace="10m", ticket_retention="1d")
+    assert load_settings(windows=("1m", "1h"), ticket_retention="1d").ticket_retention_ms

@@ -68,3 +68,50 @@ def test_empty_sketch_has_no_quantile_and_negative_values_are_refused() -> None:
 def test_sketches_of_different_accuracy_do_not_merge() -> None:
     with pytest.raises(ValueError, match="different accuracy"):
         QuantileSketch(0.01).merge(QuantileSketch(0.02))
+
+
+@settings(max_examples=200)
+@given(VALUES, VALUES.flatmap(lambda b: st.tuples(st.just(b), st.permutations(b))))
+def test_remove_is_the_exact_inverse_of_add(
+    kept: list[float], taken: tuple[list[float], list[float]]
+) -> None:
+    added, removed_in_other_order = taken
+    only_kept, sketch = QuantileSketch(), QuantileSketch()
+    for v in kept:
+        only_kept.add(v)
+        sketch.add(v)
+    for v in added:
+        sketch.add(v)
+    for v in removed_in_other_order:
+        sketch.remove(v)
+    # Same buckets, same counts: every quantile exactly as if never added.
+    assert sketch.to_dict() | {"s": 0} == only_kept.to_dict() | {"s": 0}
+    assert sketch == only_kept
+    for q in (0.0, 0.5, 0.9, 0.99, 1.0):
+        assert sketch.quantile(q) == only_kept.quantile(q)
+    # The sum only up to float rounding: (a + b) - b need not be a.
+    assert abs(sketch.sum - only_kept.sum) <= 1e-12 * (sum(kept) + 2 * sum(added))
+
+
+@given(VALUES.flatmap(lambda b: st.tuples(st.just(b), st.permutations(b))))
+def test_removing_every_value_leaves_an_empty_sketch_with_sum_zero(
+    values: tuple[list[float], list[float]],
+) -> None:
+    added, removed = values
+    sketch = QuantileSketch()
+    for v in [*added, 0.0]:
+        sketch.add(v)
+    for v in [0.0, *removed]:
+        sketch.remove(v)
+    assert sketch.count == 0
+    assert sketch.sum == 0.0  # exactly: no float residue
+    assert sketch.quantile(0.5) is None
+    assert sketch.to_dict() == QuantileSketch().to_dict()
+
+
+def test_weighted_add_and_remove_of_a_value() -> None:
+    sketch = QuantileSketch()
+    sketch.add(10.0, 3)
+    sketch.add(10.0, -2)
+    assert (sketch.count, sketch.sum) == (1, 10.0)
+    assert sketch.quantile(0.5) == pytest.approx(10.0, rel=0.01)
