@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import signal
 import subprocess
@@ -107,39 +108,94 @@ def simulate(
 
 @app.command()
 def replay(
-    path: Annotated[Path, typer.Argument(help="JSONL or JSONL.gz: simulator lines or bare events")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL or JSONL.gz (simulator lines or bare events), or CSV or CSV.gz with --map"
+        ),
+    ],
     speed: Annotated[
         float | None,
         typer.Option(help="replay N times faster than the events happened; default: at once"),
     ] = None,
+    column_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--map", help="column map (TOML) turning CSV rows into events, see docs/replay.md"
+        ),
+    ] = None,
+    sort: Annotated[
+        bool,
+        typer.Option("--sort", help="CSV: send the events ordered by occurred_at, not file order"),
+    ] = False,
     max_messages: Annotated[int | None, typer.Option(help="stop after this many")] = None,
 ) -> None:
     """Replay a file of events into Kafka, with a progress line."""
+    from collections import Counter
+
+    from stream.local.csvmap import ConvertStats, MapError, is_csv_path, load_map
     from stream.local.feed import feed_to_kafka
-    from stream.local.replay import read_messages
+    from stream.local.replay import count_rejections, read_csv_messages, read_messages
 
     settings = _settings()
     if not path.is_file():
         console.print(f"[red]no such file: {path}[/red]")
         raise typer.Exit(2)
-    stats = feed_to_kafka(
-        read_messages(path, speed, int(time.time() * 1000)),
-        settings.bootstrap_servers,
-        {
-            "helpdesk": settings.helpdesk_topic,
-            "orders": settings.orders_topic,
-            "indicators": settings.indicators_topic,
-        },
-        pace=speed is not None,
-        max_messages=max_messages,
-        progress=sys.stderr.isatty(),
-    )
-    rate = stats.sent / stats.seconds if stats.seconds else float("inf")
+    csv_file = is_csv_path(path)
+    if csv_file and column_map is None:
+        console.print(
+            f"[red]{path} is a CSV file: --map MAP.toml is required (a column map that turns "
+            "its rows into events; see docs/replay.md)[/red]"
+        )
+        raise typer.Exit(2)
+    if not csv_file and (column_map is not None or sort):
+        flag = "--map" if column_map is not None else "--sort"
+        console.print(
+            f"[red]{flag} is for CSV files (.csv, .csv.gz); {path} is replayed as JSON Lines, "
+            "in file order[/red]"
+        )
+        raise typer.Exit(2)
+    stats = ConvertStats()
+    rejected: Counter[str] = Counter()
+    start_ms = int(time.time() * 1000)
+    try:
+        if column_map is not None:
+            messages = count_rejections(
+                read_csv_messages(
+                    path, load_map(column_map), speed, start_ms, sort=sort, stats=stats
+                ),
+                rejected,
+            )
+        else:
+            messages = read_messages(path, speed, start_ms)
+        stats_sent = feed_to_kafka(
+            messages,
+            settings.bootstrap_servers,
+            {
+                "helpdesk": settings.helpdesk_topic,
+                "orders": settings.orders_topic,
+                "indicators": settings.indicators_topic,
+            },
+            pace=speed is not None,
+            max_messages=max_messages,
+            progress=sys.stderr.isatty(),
+        )
+    except (MapError, UnicodeDecodeError, csv.Error) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if column_map is not None:
+        console.print(stats.summary(), markup=False, highlight=False)
+        if rejected:
+            console.print(
+                f"[yellow]{sum(rejected.values())} events the worker will dead-letter: "
+                f"{dict(rejected)}[/yellow]"
+            )
+    rate = stats_sent.sent / stats_sent.seconds if stats_sent.seconds else float("inf")
     console.print(
-        f"replayed {stats.sent} messages in {stats.seconds:.1f} s ({rate:,.0f}/s): "
-        f"{stats.by_topic}; failed sends: {stats.failed}"
+        f"replayed {stats_sent.sent} messages in {stats_sent.seconds:.1f} s ({rate:,.0f}/s): "
+        f"{stats_sent.by_topic}; failed sends: {stats_sent.failed}"
     )
-    if stats.failed:
+    if stats_sent.failed:
         raise typer.Exit(1)
 
 

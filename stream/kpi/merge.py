@@ -84,6 +84,9 @@ class WindowMerger:
         """Apply one partial or marks message; return the KPI messages now due."""
         partition = int(msg["partition"])
         candidates: Iterable[WindowId]
+        if "reset_from_ms" in msg:
+            self._reset(partition, int(msg["reset_from_ms"]), state)
+            return []
         if "watermark" in msg:
             key = f"mark|{partition}"
             old = state.get(key) or [-(2**62), -(2**62)]
@@ -142,6 +145,23 @@ class WindowMerger:
                 if older in state:
                     del state[older]
         return out
+
+    def _reset(self, partition: int, from_ms: int, state: MutableMapping[str, Any]) -> None:
+        """A partition was rebuilt: forget what it sent for windows that are not final
+        (ending after `from_ms`); it sends them all again."""
+        for wid, keys in self.index.items():
+            if wid[0] + wid[1] <= from_ms:
+                continue
+            for key in [k for k in keys if int(k.split("|", 4)[3]) == partition]:
+                keys.discard(key)
+                if key in state:
+                    del state[key]
+            self.dirty.add(wid)
+        for size, keys in self.carried.items():
+            for key in keys:
+                if int(key.split("|", 3)[2]) != partition or key not in state:
+                    continue
+                state[key] = [e for e in state[key] if int(e[0]) + size <= from_ms]
 
     @staticmethod
     def _carry(

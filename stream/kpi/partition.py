@@ -93,6 +93,11 @@ class PartitionKpis:
     late: Counter[str] = field(default_factory=Counter)  # not yet reported, by fact name
     late_total: int = 0  # contributions that came too late, ever
     recent_final: dict[int, list[FinalWindow]] = field(default_factory=dict)
+    # Rebuilt after a restart or a rebalance: what was sent before is unknown, so the
+    # next close first tells the merge to forget this partition's windows that are not
+    # final, then sends them all again (a dimension set a change emptied is not left
+    # behind in the merge).
+    reset_pending: bool = False
 
     # --- time ---------------------------------------------------------------------
     def observe(self, event_time_ms: int, wall_ms: int) -> bool:
@@ -189,6 +194,7 @@ class PartitionKpis:
         self.apply((c, 1) for c in contributions)
         # Contributions to windows that are final already were counted when they came.
         self.late, self.late_total = late_before, total_before
+        self.reset_pending = True
         for base in self.active_base.values():
             for dims in [d for d, by in base.items() if not any(by.values())]:
                 del base[dims]
@@ -201,6 +207,9 @@ class PartitionKpis:
         if watermark is None or event_mark is None or self.final_through_ms is None:
             return []
         out: list[dict[str, Any]] = []
+        if self.reset_pending:
+            out.append({"partition": partition, "reset_from_ms": self.final_through_ms})
+            self.reset_pending = False
         for size in self.window_sizes_ms:
             start = window_start_ms(self.final_through_ms, size)
             base = self.active_base.get(size, {})

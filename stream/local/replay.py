@@ -1,6 +1,6 @@
-"""Replay a file of events into Kafka: JSON Lines, optionally gzipped.
+"""Replay a file of events into Kafka: JSON Lines or CSV, optionally gzipped.
 
-Two line formats are read:
+Two line formats of JSON Lines are read:
 
 * the simulator's (`kpi simulate --to FILE.jsonl`): `{"topic", "key", "value", "emit_at_ms",
   "kind"}`, replayed byte for byte (malformed messages included);
@@ -11,20 +11,27 @@ A line that is not JSON is sent as it is to the help-desk topic: bad input is da
 worker puts it in the dead-letter topic with its reason. With a speed factor the gaps
 between event times are replayed N times faster than they happened; without one, as
 fast as the producer goes.
+
+CSV (`read_csv_messages`): each row becomes zero or one event by a column map
+(stream/local/csvmap.py, docs/replay.md); the events go to the topic of their type with
+the key of their ticket or order, as bare events do, in file order or, with `sort`,
+ordered by `occurred_at` (stable: rows of the same time keep their file order).
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
 
-from stream.codec import INDICATOR_TYPES, ORDER_TYPES
+from stream.codec import HELPDESK_TYPES, INDICATOR_TYPES, ORDER_TYPES, Decoder, Rejection
 from stream.kpi.timefmt import TimestampError, parse_rfc3339_ms
+from stream.local.csvmap import ColumnMap, ConvertStats, read_csv_events
 from stream.local.simulator import SimMessage
 
 
@@ -61,6 +68,13 @@ def _event_time(event: dict[str, Any]) -> int | None:
         return None
 
 
+def _from_event(data: dict[str, Any], raw: bytes) -> SimMessage:
+    """A bare event (its parsed form and its bytes) to its topic, with its key."""
+    at = _event_time(data) or 0
+    topic = cast(Any, topic_of(data.get("type")))
+    return SimMessage(topic, _key_of(data), raw, at, at, "event")
+
+
 def _from_line(line: bytes) -> SimMessage:
     try:
         data = orjson.loads(line)
@@ -75,33 +89,84 @@ def _from_line(line: bytes) -> SimMessage:
         return SimMessage(topic, key.encode() if key else None, raw, at, at, data["kind"])
     if not isinstance(data, dict):
         return SimMessage("helpdesk", None, line, 0, 0, "malformed")
-    at = _event_time(data) or 0
-    topic = cast(Any, topic_of(data.get("type")))
-    return SimMessage(topic, _key_of(data), line, at, at, "event")
+    return _from_event(data, line)
 
 
-def read_messages(path: Path, speed: float | None, start_wall_ms: int) -> Iterator[SimMessage]:
-    """The file's messages, with `emit_at_ms` on the wall clock from `start_wall_ms`.
+def _paced(
+    messages: Iterable[SimMessage], speed: float | None, start_wall_ms: int
+) -> Iterator[SimMessage]:
+    """`messages` with `emit_at_ms` on the wall clock from `start_wall_ms`.
 
     With `speed`, a message is due `(its time - the first time) / speed` after the start
     (messages without a usable time are due at once); without, everything is due now.
     """
     first: int | None = None
+    for message in messages:
+        emit = start_wall_ms
+        if speed and message.emit_at_ms:
+            first = message.emit_at_ms if first is None else first
+            emit = start_wall_ms + max(0, int((message.emit_at_ms - first) / speed))
+        yield SimMessage(
+            message.topic,
+            message.key,
+            message.value,
+            emit,
+            message.occurred_at_ms,
+            message.kind,
+        )
+
+
+def _lines(path: Path) -> Iterator[SimMessage]:
     with _open(path) as lines:
         for line in lines:
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            message = _from_line(line)
-            emit = start_wall_ms
-            if speed and message.emit_at_ms:
-                first = message.emit_at_ms if first is None else first
-                emit = start_wall_ms + max(0, int((message.emit_at_ms - first) / speed))
-            yield SimMessage(
-                message.topic,
-                message.key,
-                message.value,
-                emit,
-                message.occurred_at_ms,
-                message.kind,
-            )
+            yield _from_line(line)
+
+
+def read_messages(path: Path, speed: float | None, start_wall_ms: int) -> Iterator[SimMessage]:
+    """The JSONL file's messages, with `emit_at_ms` on the wall clock from `start_wall_ms`.
+
+    With `speed`, a message is due `(its time - the first time) / speed` after the start
+    (messages without a usable time are due at once); without, everything is due now.
+    """
+    return _paced(_lines(path), speed, start_wall_ms)
+
+
+def count_rejections(
+    messages: Iterable[SimMessage], rejected: Counter[str]
+) -> Iterator[SimMessage]:
+    """`messages` unchanged; those the worker would dead-letter counted in `rejected` by
+    reason (the product's decoder: JSON Schema and timestamp checks)."""
+    decoder = Decoder(HELPDESK_TYPES | ORDER_TYPES | INDICATOR_TYPES)
+    for message in messages:
+        verdict = decoder.decode(message.value)
+        if isinstance(verdict, Rejection):
+            rejected[verdict.reason.value] += 1
+        yield message
+
+
+def read_csv_messages(
+    path: Path,
+    column_map: ColumnMap,
+    speed: float | None,
+    start_wall_ms: int,
+    *,
+    sort: bool = False,
+    stats: ConvertStats | None = None,
+) -> Iterator[SimMessage]:
+    """The events of a CSV or CSV.gz file by `column_map`, as messages to replay.
+
+    Each event goes to the topic of its type, keyed by its ticket_id / order_id (as a
+    bare JSONL event), in file order; with `sort`, ordered by `occurred_at` (stable;
+    events without a time first), which reads the whole file before the first message.
+    Pacing with `speed` as in `read_messages`. The CSV header is checked against the map
+    when this is called (MapError); `stats` counts rows, events and skipped rows by
+    reason while the messages are read.
+    """
+    events = read_csv_events(path, column_map, stats)
+    messages: Iterable[SimMessage] = (_from_event(e, orjson.dumps(e)) for e in events)
+    if sort:
+        messages = sorted(messages, key=lambda message: message.occurred_at_ms)
+    return _paced(messages, speed, start_wall_ms)
