@@ -33,8 +33,14 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SimConfig.for_rate(
-        args.rate, seed=7, start_ms=T0, time_scale=0.05, duplicate_share=0.01,
-        malformed_share=0.001, late_share=0.05, late_max_ms=5 * 60_000,
+        args.rate,
+        seed=7,
+        start_ms=T0,
+        time_scale=0.05,
+        duplicate_share=0.01,
+        malformed_share=0.001,
+        late_share=0.05,
+        late_max_ms=5 * 60_000,
     )
     messages = []
     for m in simulate(config):

@@ -77,7 +77,15 @@ def register_agents(
 
     @app.agent(topics.partials, name="merge-windows")
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
+        async for event in stream.events():
+            message = event.message
+            runtime.record_position(
+                message.topic,
+                message.partition,
+                message.offset,
+                int(message.timestamp * 1000) if message.timestamp else None,
+            )
+            value = event.value
             for key, kpi_message in runtime.merge_step(orjson.loads(value), tables.window_merge):
                 body = None if kpi_message is None else orjson.dumps(kpi_message)
                 await topics.kpi.send(key=key.encode(), value=body)
@@ -94,6 +102,9 @@ def register_agents(
             list(tables.kpi_state.items()),
             list(tables.tickets.items()),
             list(tables.scopes.items()),
+        )
+        runtime.owns_merge = any(
+            tp.topic == runtime.settings.partials_topic for tp in app.assignor.assigned_actives()
         )
         runtime.load_merge_state(list(tables.window_merge.keys()))
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))

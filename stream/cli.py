@@ -184,7 +184,7 @@ def replay(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     if column_map is not None:
-        console.print(stats.summary(), markup=False, highlight=False)
+        console.print(stats.summary(), markup=False, highlight=False, soft_wrap=True)
         if rejected:
             console.print(
                 f"[yellow]{sum(rejected.values())} events the worker will dead-letter: "
@@ -212,9 +212,12 @@ def report(
         console.print(f"[red]--format {output!r} is not one of table, jsonl, csv[/red]")
         raise typer.Exit(2)
     settings = _settings()
-    table = rows(
-        read_kpi_topic(settings.bootstrap_servers, settings.kpi_topic).values(), kpi, window
-    )
+    try:
+        messages = read_kpi_topic(settings.bootstrap_servers, settings.kpi_topic, timeout_s=300)
+    except TimeoutError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    table = rows(messages.values(), kpi, window)
     if output == "csv":
         sys.stdout.write(as_csv(table))
     elif output == "jsonl":
@@ -238,6 +241,8 @@ def demo(
     from stream.local.simulator import simulate as generate
 
     os.environ.setdefault("KPI_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    # A demo starts from nothing each time: keep its tables in memory.
+    os.environ.setdefault("KPI_STORE", "memory://")
     # The demo's feed is never more than seconds late, so a one-minute grace lets the
     # window gauges show up within two minutes (the product default is 10 minutes).
     os.environ.setdefault("KPI_GRACE", "1m")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +24,10 @@ def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[st
         from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=10_000,
     )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -32,9 +36,12 @@ def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[st
         consumer.seek_to_beginning(*assigned)
         end = consumer.end_offsets(assigned)
         latest: dict[str, dict[str, Any]] = {}
-        polls_left = int(timeout_s / 0.5)
-        while polls_left and any(consumer.position(tp) < end[tp] for tp in assigned):
-            polls_left -= 1
+        # Read to the end offsets taken at the start; the deadline is wall time (a topic
+        # of millions of messages takes many polls, a stuck broker must not hang us).
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in assigned):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end within {timeout_s:.0f} s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.key is None:

@@ -102,6 +102,7 @@ class WorkerRuntime:
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
         self._summary_written: dict[int, int | None] = {}
+        self.owns_merge = False  # the window-partials partition is assigned here
 
     # --- partitions -------------------------------------------------------------
     def new_partition(self) -> PartitionKpis:
@@ -572,27 +573,30 @@ class WorkerRuntime:
         return replace(snap, agents_on_shift=sum(self.on_shift.values()))
 
     def progress(self) -> list[PartitionProgress]:
+        """Consumer positions of the partitions this worker owns: the input partitions,
+        and the window-partials partition while this worker runs the merge (a merge
+        that falls behind delays every KPI message)."""
         now = wall_ms()
         rows = []
         topic = self.settings.helpdesk_topic
         for number, kpis in sorted(self.partitions.items()):
-            position = self.positions.get((topic, number), Position())
-            lag_records: int | None = None
-            lag_seconds: float | None = None
-            highwater = self._highwater(topic, number) if self._highwater else None
-            if highwater is not None:
-                lag_records = max(0, highwater - (position.offset + 1))
-                if lag_records == 0:
-                    lag_seconds = 0.0
-                elif position.timestamp_ms is not None:
-                    lag_seconds = max(0.0, (now - position.timestamp_ms) / 1000.0)
-            rows.append(
-                PartitionProgress(
-                    topic,
-                    number,
-                    lag_records,
-                    lag_seconds,
-                    kpis.watermark_ms(now if self.settings.live else None),
-                )
-            )
+            lag_records, lag_seconds = self._lag(topic, number, now)
+            watermark = kpis.watermark_ms(now if self.settings.live else None)
+            rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
+        if self.owns_merge:
+            partials = self.settings.partials_topic
+            lag_records, lag_seconds = self._lag(partials, 0, now)
+            rows.append(PartitionProgress(partials, 0, lag_records, lag_seconds, None))
         return rows
+
+    def _lag(self, topic: str, partition: int, now: int) -> tuple[int | None, float | None]:
+        position = self.positions.get((topic, partition), Position())
+        highwater = self._highwater(topic, partition) if self._highwater else None
+        if highwater is None:
+            return None, None
+        lag_records = max(0, highwater - (position.offset + 1))
+        if lag_records == 0:
+            return 0, 0.0
+        if position.timestamp_ms is None:
+            return lag_records, None
+        return lag_records, max(0.0, (now - position.timestamp_ms) / 1000.0)

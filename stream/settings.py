@@ -64,12 +64,22 @@ class Settings(BaseSettings):
     replication_factor: int = Field(
         1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
     )
-    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    store: str = Field(
+        "rocksdb://",
+        description="Faust table store: rocksdb:// (rocksdict, local state kept across "
+        "restarts) or memory:// (state rebuilt from the changelogs at every start)",
+    )
     data_dir: Path = Field(Path(".kpi/worker"), description="Faust state directory")
 
     # --- web (metrics, API) ---
     web_host: str = Field("127.0.0.1", description="address the web server binds to")
     web_port: int = Field(6066, ge=1, le=65535)
+    api_windows_kept: int = Field(
+        1440,
+        ge=1,
+        le=1_000_000,
+        description="GET /kpis/windows: newest windows kept per KPI, window size and dimensions",
+    )
 
     # --- KPI semantics ---
     # NoDecode: a list comes from the environment as "1m,1h", not as JSON.

@@ -7,7 +7,10 @@ from prometheus_client import CollectorRegistry
 
 from stream.agents import register_agents
 from stream.app import make_app
+from stream.export.kpi_feed import KpiTopicFeed
+from stream.export.metrics import WindowStoreCollector
 from stream.export.web import register_pages
+from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
 from stream.tables import Tables, declare_tables
@@ -24,9 +27,21 @@ class Worker:
         self.topics: Topics = declare_topics(self.app, settings)
         self.tables: Tables = declare_tables(self.app, settings)
         self.agents = register_agents(self.app, self.topics, self.tables, self.runtime)
-        register_pages(self.app, self.runtime)
+        # GET /kpis/windows: every worker reads the whole KPI topic into its own store.
+        self.window_store = WindowStore(settings.api_windows_kept)
+        self.kpi_feed = KpiTopicFeed(
+            settings.bootstrap_servers, settings.kpi_topic, self.window_store
+        )
+        self.runtime.registry.register(
+            WindowStoreCollector(lambda: len(self.window_store), lambda: self.kpi_feed.lag_records)
+        )
+        self.app.task(self.kpi_feed.run)
+        register_pages(self.app, self.runtime, self.window_store)
 
     def run(self, loglevel: str = "info") -> None:
         """Run until SIGINT/SIGTERM; Faust stops the agents and commits on the way out."""
         worker = faust.Worker(self.app, loglevel=loglevel)
+        # Faust's progress spinner puts the root logger at DEBUG (at loglevel warn and
+        # above), so every debug line of aiokafka is formatted on the hot path.
+        worker.spinner = None
         worker.execute_from_commandline()

@@ -398,3 +398,29 @@ def _progress_families(progress: list[PartitionProgress]) -> Iterator[GaugeMetri
     for topic, n in sorted(per_topic.items()):
         owned.add_metric([topic], n)
     yield from (lag, lag_seconds, watermark, owned)
+
+
+class WindowStoreCollector(Collector):
+    """The window store behind GET /kpis/windows: its size and how far behind the KPI
+    topic it is, read at scrape time."""
+
+    def __init__(self, stored: Callable[[], int], lag: Callable[[], int | None]) -> None:
+        self._stored = stored
+        self._lag = lag
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "kpistream_api_windows_stored",
+            "Closed-window messages of the KPI topic held in memory for GET /kpis/windows.",
+            value=self._stored(),
+        )
+        lag = self._lag()
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "kpistream_api_kpi_topic_lag_records",
+                "Records of the KPI topic not yet read into the window store (all partitions).",
+                value=lag,
+            )

@@ -158,10 +158,15 @@ class WindowMerger:
                     del state[key]
             self.dirty.add(wid)
         for size, keys in self.carried.items():
+            # Windows the merge has made final keep what they were sent: the partition
+            # may re-send them (its marks were persisted a little earlier), but those
+            # partials are ignored as stale.
+            done = state.get(f"done|{size}")
+            kept_through = max(from_ms - size, int(done) if done is not None else -(2**62))
             for key in keys:
                 if int(key.split("|", 3)[2]) != partition or key not in state:
                     continue
-                state[key] = [e for e in state[key] if int(e[0]) + size <= from_ms]
+                state[key] = [e for e in state[key] if int(e[0]) <= kept_through]
 
     @staticmethod
     def _carry(

@@ -124,7 +124,7 @@ def feed_to_kafka(
     progress: bool = False,
 ) -> FeedStats:
     """Produce `messages` to Kafka; return what was sent. See the module docstring."""
-    names = {"helpdesk": topics["helpdesk"], "orders": topics["orders"]}
+    names = dict(topics)
     stats = FeedStats()
     lock = threading.Lock()
 

@@ -5,7 +5,8 @@ Two line formats of JSON Lines are read:
 * the simulator's (`kpi simulate --to FILE.jsonl`): `{"topic", "key", "value", "emit_at_ms",
   "kind"}`, replayed byte for byte (malformed messages included);
 * one bare event per line (an export from a help desk): the topic follows from its
-  `type`, the key from `ticket_id` / `order_id` / `name`.
+  `type`, the key from `ticket_id` (help desk), `order_id` (orders) or `name`
+  (indicators).
 
 A line that is not JSON is sent as it is to the help-desk topic: bad input is data, the
 worker puts it in the dead-letter topic with its reason. With a speed factor the gaps
@@ -50,8 +51,17 @@ def topic_of(event_type: Any) -> str:
     return "helpdesk"
 
 
+_KEY_FIELDS = {
+    # EVENTS.md: orders.events is keyed by order_id (a customer.contacted may carry a
+    # ticket_id too), indicators.external by name, helpdesk.events by ticket_id.
+    "orders": ("order_id", "customer_id"),
+    "indicators": ("name",),
+    "helpdesk": ("ticket_id", "order_id", "name", "agent_id", "customer_id"),
+}
+
+
 def _key_of(event: dict[str, Any]) -> bytes | None:
-    for field in ("ticket_id", "order_id", "name", "agent_id", "customer_id"):
+    for field in _KEY_FIELDS[topic_of(event.get("type"))]:
         value = event.get(field)
         if isinstance(value, str) and value:
             return value.encode()
@@ -166,7 +176,12 @@ def read_csv_messages(
     reason while the messages are read.
     """
     events = read_csv_events(path, column_map, stats)
-    messages: Iterable[SimMessage] = (_from_event(e, orjson.dumps(e)) for e in events)
+    messages: Iterable[SimMessage]
     if sort:
-        messages = sorted(messages, key=lambda message: message.occurred_at_ms)
+        # orjson's bytes keep a 4 KiB buffer each: held for the sort, exact copies take
+        # about 90 MB for the 141,707 events of the incident log instead of 600 MB.
+        held = (_from_event(e, bytes(memoryview(orjson.dumps(e)))) for e in events)
+        messages = sorted(held, key=lambda message: message.occurred_at_ms)
+    else:
+        messages = (_from_event(e, orjson.dumps(e)) for e in events)
     return _paced(messages, speed, start_wall_ms)

@@ -94,6 +94,8 @@ def isolated_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "KPI_DLQ_TOPIC": f"{prefix}.dlq",
         "KPI_PARTIALS_TOPIC": f"{prefix}.window-partials",
         "KPI_DATA_DIR": str(tmp_path / "worker"),
+        # The test default; test_restart runs the production store (RocksDB) too.
+        "KPI_STORE": "memory://",
         "KPI_WEB_PORT": str(free_port()),
     }
     settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]

@@ -44,8 +44,11 @@ def active_total(metrics) -> float:
     return total(metrics, "kpistream_tickets_active")
 
 
-def test_restart_recovers_state_and_keeps_dedupe(kafka, isolated_env, start_worker) -> None:
-    env = {**isolated_env, "KPI_LIVE": "false"}
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_restart_recovers_state_and_keeps_dedupe(
+    kafka, isolated_env, start_worker, store: str
+) -> None:
+    env = {**isolated_env, "KPI_LIVE": "false", "KPI_STORE": store}
     topic = env["KPI_HELPDESK_TOPIC"]
     first_batch = [
         created("r1", "R1", T0, "billing", "high"),

@@ -1,8 +1,19 @@
 import pytest
 
-from stream.export.api import KpiQuery, QueryError, kpis_json, parse_query
+from stream.export.api import (
+    KpiQuery,
+    QueryError,
+    WindowsQuery,
+    kpis_json,
+    parse_query,
+    parse_windows_query,
+    windows_json,
+)
+from stream.export.window_store import WindowStore
+from stream.kpi.catalogue import KpiValue, message
 from stream.kpi.partition import PartitionKpis
 from stream.kpi.snapshot import build_snapshot
+from stream.kpi.timefmt import format_rfc3339_ms, parse_rfc3339_ms
 
 WINDOWS = ("1m", "1h")
 
@@ -37,3 +48,87 @@ def test_filters_apply_to_every_kpi() -> None:
     ]
     assert "sla" not in body
     assert "first_response_windows" not in body
+
+
+# --- GET /kpis/windows ---------------------------------------------------------------
+def test_windows_query_defaults() -> None:
+    assert parse_windows_query({}, WINDOWS) == WindowsQuery()
+    assert WindowsQuery().limit == 1000
+    assert not WindowsQuery().final_only
+
+
+def test_windows_query_reads_every_parameter() -> None:
+    query = parse_windows_query(
+        {
+            "kpi": "first_response_time, csat",
+            "window": "1m",
+            "from": "2026-11-24T10:00:00+01:00",
+            "to": "1795514400000",
+            "queue": "billing",
+            "priority": "urgent",
+            "currency": "EUR",
+            "final": "TRUE",
+            "limit": "10000",
+        },
+        WINDOWS,
+    )
+    assert query == WindowsQuery(
+        kpis=frozenset({"first_response_time", "csat"}),
+        windows=frozenset({"1m"}),
+        from_ms=parse_rfc3339_ms("2026-11-24T09:00:00Z"),
+        to_ms=1795514400000,
+        queue="billing",
+        priority="urgent",
+        currency="EUR",
+        final_only=True,
+        limit=10000,
+    )
+    assert not parse_windows_query({"final": "false"}, WINDOWS).final_only
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter", "text"),
+    [
+        ({"kpi": "first_response"}, "kpi", "first_response"),  # a /kpis name, not a window KPI
+        ({"kpi": "csat,nps_of_mars"}, "kpi", "nps_of_mars"),
+        ({"window": "5m"}, "window", "5m"),
+        ({"from": "2026-11-24T09:00:00"}, "from", "neither RFC 3339"),
+        ({"from": "--5"}, "from", "neither RFC 3339"),
+        ({"to": "yesterday"}, "to", "yesterday"),
+        ({"from": "2026-11-24T09:00:00Z", "to": "2026-11-24T09:00:00Z"}, "to", "later"),
+        ({"priority": "critical"}, "priority", "critical"),
+        ({"final": "yes"}, "final", "yes"),
+        ({"limit": "0"}, "limit", "between 1 and 10000"),
+        ({"limit": "10001"}, "limit", "between 1 and 10000"),
+        ({"limit": "-1"}, "limit", "not an integer"),
+        ({"limit": "ten"}, "limit", "not an integer"),
+        ({"dims": "all"}, "dims", "unknown parameter"),
+    ],
+)
+def test_bad_windows_parameters_name_themselves(params: dict, parameter: str, text: str) -> None:
+    with pytest.raises(QueryError, match=text) as caught:
+        parse_windows_query(params, WINDOWS)
+    assert caught.value.parameter == parameter
+
+
+def _window(start_ms: int, final: bool) -> tuple[str, dict]:
+    value = KpiValue("first_response_time", {}, {"count": 1}, {})
+    return message(value, 60_000, start_ms, 1, final, "2026-11-24T12:00:00.000Z", format_rfc3339_ms)
+
+
+def test_windows_json_says_when_it_is_truncated() -> None:
+    store = WindowStore()
+    t0 = parse_rfc3339_ms("2026-11-24T09:00:00Z")
+    for i in range(3):
+        store.apply(*_window(t0 + i * 60_000, final=i < 2))
+    body = windows_json(store, parse_windows_query({"limit": "2"}, WINDOWS))
+    assert body["count"] == 2
+    assert body["truncated"] is True
+    assert [w["window_start"] for w in body["windows"]] == [
+        "2026-11-24T09:00:00.000Z",
+        "2026-11-24T09:01:00.000Z",
+    ]
+    body = windows_json(store, parse_windows_query({"final": "true", "limit": "2"}, WINDOWS))
+    assert (body["count"], body["truncated"]) == (2, False)
+    query = parse_windows_query({"from": str(t0 + 60_000), "window": "1m"}, WINDOWS)
+    assert windows_json(store, query)["count"] == 2
