@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stream.kpi.calendar import BusinessCalendar
 from stream.kpi.sla import SlaPolicy
 from stream.kpi.windows import parse_duration_ms
 
@@ -106,6 +107,20 @@ class Settings(BaseSettings):
         "urgent=48h,high=48h,normal=48h,low=48h", description="H5 resolution targets per priority"
     )
     sla_warn: str = Field("15m", description="horizon of the 'will breach soon' gauge")
+    sla_business_hours: str = Field(
+        "",
+        description="SLA clocks count only these hours, e.g. 'mon-fri 08:00-17:00; sat "
+        "10:00-14:00'; empty: around the clock",
+    )
+    sla_timezone: str = Field("UTC", description="IANA time zone of the business hours")
+    sla_holidays: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="dates (YYYY-MM-DD) without business hours"
+    )
+    sla_priority: Literal["initial", "current"] = Field(
+        "initial",
+        description="the priority whose target applies: when the clock started, or the "
+        "ticket's current one",
+    )
     ticket_retention: str = Field(
         "7d",
         description="how long (event time) a closed ticket's state is kept: its dedupe horizon",
@@ -126,7 +141,7 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
-    @field_validator("windows", "queues", mode="before")
+    @field_validator("windows", "queues", "sla_holidays", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         # Environment variables carry lists as "1m,1h"; TOML carries real lists.
@@ -140,6 +155,7 @@ class Settings(BaseSettings):
             parse_duration_ms(text)  # raises ValueError naming the bad text
         parse_targets(self.sla_first_response)
         parse_targets(self.sla_resolution)
+        self.business_calendar()  # raises CalendarError (a ValueError) naming the problem
         if not self.windows:
             raise ValueError("windows: at least one window size is needed")
         longest = max(parse_duration_ms(w) for w in self.windows)
@@ -165,11 +181,18 @@ class Settings(BaseSettings):
     def grace_ms(self) -> int:
         return parse_duration_ms(self.grace)
 
+    def business_calendar(self) -> BusinessCalendar | None:
+        if not self.sla_business_hours.strip():
+            return None
+        return BusinessCalendar.parse(self.sla_business_hours, self.sla_timezone, self.sla_holidays)
+
     def sla_policy(self) -> SlaPolicy:
         return SlaPolicy(
             first_response_ms=parse_targets(self.sla_first_response),
             resolution_ms=parse_targets(self.sla_resolution),
             warn_ms=parse_duration_ms(self.sla_warn),
+            calendar=self.business_calendar(),
+            priority_rule=self.sla_priority,
         )
 
     @property

@@ -6,7 +6,7 @@ clocks the watermark has passed, and `SlaIndex.counts` gives the "breaching now"
 "will breach soon" gauges. The clocks are derived from ticket state (tickets.derive), so
 the index can always be rebuilt from the tickets table after a restart or a rebalance.
 
-Business hours and pauses are not applied yet: clocks run on calendar time.
+With business hours (stream/kpi/calendar.py) a target counts open time only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from stream.kpi.calendar import BusinessCalendar
 
 HOUR_MS = 3_600_000
 FIRST_RESPONSE = "first_response"
@@ -39,10 +41,22 @@ class SlaPolicy:
     )
     # "Will breach within" horizon of the at-risk gauge.
     warn_ms: int = 15 * 60_000
+    # Business hours: targets count open time only. None: around the clock.
+    calendar: BusinessCalendar | None = None
+    # Which priority sets the target: "initial" (when the clock started, the default)
+    # or "current" (the ticket's latest priority; a change moves the deadline).
+    priority_rule: str = "initial"
 
     def target_ms(self, sla: str, priority: str) -> int:
         table = self.first_response_ms if sla == FIRST_RESPONSE else self.resolution_ms
         return table.get(priority, table["normal"])
+
+    def deadline_ms(self, sla: str, priority: str, start_ms: int) -> int:
+        """When the clock started at `start_ms` passes its target."""
+        target = self.target_ms(sla, priority)
+        if self.calendar is None:
+            return start_ms + target
+        return self.calendar.add(start_ms, target)
 
 
 class _ClockLike(Protocol):

@@ -285,19 +285,19 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
         (FIRST_RESPONSE, "reply", ("solve", "close")),
         (RESOLUTION, "solve", ("close",)),
     ):
-        target = policy.target_ms(sla, first_priority)
-        deadline = created_at + target
+        clock_priority = priority if policy.priority_rule == "current" else first_priority
+        deadline = policy.deadline_ms(sla, clock_priority, created_at)
         stops = [place[s] for s in (answer, *stoppers) if s in place]
         ident = f"sla:{sla}"
         recorded = sla in state.breached
         stop_at = order[min(stops)][0] if stops else None
         if recorded or (stop_at is not None and stop_at > deadline):
-            add(deadline, (queue_at(deadline), first_priority), f"sla:{sla}:breached", 1, ident)
+            add(deadline, (queue_at(deadline), clock_priority), f"sla:{sla}:breached", 1, ident)
         elif stop_at is not None and place.get(answer) == min(stops):
-            add(stop_at, (queue_at(stop_at), first_priority), f"sla:{sla}:met", 1, ident)
+            add(stop_at, (queue_at(stop_at), clock_priority), f"sla:{sla}:met", 1, ident)
         if not stops:
             view.clocks.append(
-                Clock(state.ticket_id, sla, queue_label(queue), first_priority, deadline, recorded)
+                Clock(state.ticket_id, sla, queue_label(queue), clock_priority, deadline, recorded)
             )
     view.active_key = key
     view.status = status

@@ -80,3 +80,15 @@ def test_ticket_retention_must_outlive_the_longest_window() -> None:
     with pytest.raises(SettingsError, match="ticket_retention"):
         load_settings(windows=("1m", "1d"), grace="10m", ticket_retention="1d")
     assert load_settings(windows=("1m", "1h"), ticket_retention="1d").ticket_retention_ms
+
+
+def test_business_hours_are_validated_at_start_naming_the_problem() -> None:
+    with pytest.raises(SettingsError, match="not a known IANA zone"):
+        load_settings(sla_business_hours="mon-fri 08:00-17:00", sla_timezone="Nowhere/City")
+    policy = load_settings(
+        sla_business_hours="mon-fri 08:00-17:00",
+        sla_timezone="Europe/Copenhagen",
+        sla_holidays="2026-12-24,2026-12-25",
+    ).sla_policy()
+    assert policy.calendar is not None
+    assert len(policy.calendar.holidays) == 2
