@@ -32,16 +32,20 @@ def register_agents(
 ) -> dict[str, faust.types.AgentT[Any]]:
     """Attach the agents, the window timer and the rebalance hook; returns the agents."""
 
+    def record_position(message: Any) -> None:
+        """Where a consumer is, for the lag metrics."""
+        runtime.record_position(
+            message.topic,
+            message.partition,
+            message.offset,
+            int(message.timestamp * 1000) if message.timestamp else None,
+        )
+
     @app.agent(topics.helpdesk, name="helpdesk-events")
     async def helpdesk_events(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            runtime.record_position(
-                message.topic,
-                message.partition,
-                message.offset,
-                int(message.timestamp * 1000) if message.timestamp else None,
-            )
+            record_position(message)
             result = runtime.process_helpdesk(
                 event.value, message.partition, tables.tickets, tables.scopes
             )
@@ -78,13 +82,7 @@ def register_agents(
     @app.agent(topics.partials, name="merge-windows")
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            message = event.message
-            runtime.record_position(
-                message.topic,
-                message.partition,
-                message.offset,
-                int(message.timestamp * 1000) if message.timestamp else None,
-            )
+            record_position(event.message)
             value = event.value
             for key, kpi_message in runtime.merge_step(orjson.loads(value), tables.window_merge):
                 body = None if kpi_message is None else orjson.dumps(kpi_message)

@@ -11,6 +11,7 @@ record to the partition of the message being processed).
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, MutableMapping
@@ -26,7 +27,7 @@ from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
 from stream.kpi.merge import WindowMerger
 from stream.kpi.partition import PartitionKpis
-from stream.kpi.shifts import apply_shift
+from stream.kpi.shifts import agent_pieces, apply_shift, on_intervals
 from stream.kpi.sla import SlaIndex
 from stream.kpi.snapshot import KpiSnapshot, build_snapshot
 from stream.kpi.tickets import (
@@ -97,6 +98,11 @@ class WorkerRuntime:
         self.expiry: dict[int, list[tuple[int, str]]] = {}
         self._reported_marks: dict[int, tuple[int, int]] = {}
         self.on_shift: dict[int, int] = {}  # agents on shift, by partition
+        # H12 per window: each agent's on-shift intervals, by partition, and how far in
+        # event time their time on shift has been put into the windows.
+        self.shifts: dict[int, dict[str, list[tuple[int, int | None]]]] = {}
+        self.shift_horizon: dict[int, int] = {}
+        self._step_ms = math.gcd(*settings.window_sizes_ms)
         self.merger = WindowMerger(settings.partitions, format_rfc3339_ms)
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
@@ -163,15 +169,25 @@ class WorkerRuntime:
             if expires is not None:
                 self.expiry[number].append((expires, ticket_id))
         self.on_shift = {p: 0 for p in wanted}
+        self.shifts = {p: {} for p in wanted}
         for key, record in scopes:
             number = record.get("_partition") if isinstance(record, dict) else None
             if number not in wanted:
                 continue
             if key.startswith("shift:"):
                 self.on_shift[number] += record.get("state") == "on"
+                self.shifts[number][key] = on_intervals(record.get("events", []))
             for i, (t, screens, clicks, ok) in enumerate(record.get("sessions", ())):
                 contributions[number] += session_contributions(t, screens, clicks, ok, f"s{i}")
+        self.shift_horizon = {}
         for number, kpis in rebuilt.items():
+            # Time on shift up to the partition's event time; the tick goes on from there.
+            horizon = kpis.max_event_ms
+            low = self._shift_low(kpis)
+            if horizon is not None and low is not None:
+                self.shift_horizon[number] = horizon
+                for intervals in self.shifts[number].values():
+                    contributions[number] += agent_pieces(intervals, low, horizon, self._step_ms)
             kpis.rebuild(contributions.get(number, ()))
         for heap in self.expiry.values():
             heapq.heapify(heap)
@@ -490,6 +506,36 @@ class WorkerRuntime:
         record, delta = apply_shift(scopes.get(key), event.body["state"], event.occurred_at_ms)
         scopes[key] = {**record, "_partition": partition}
         self.on_shift[partition] = self.on_shift.get(partition, 0) + delta
+        # The agent's time on shift already in the windows changes with its intervals.
+        agents = self.shifts.setdefault(partition, {})
+        before, after = agents.get(key, []), on_intervals(record["events"])
+        agents[key] = after
+        kpis = self.partition(partition)
+        low, high = self._shift_low(kpis), self.shift_horizon.get(partition)
+        if low is not None and high is not None:
+            step = self._step_ms
+            change = diff(
+                agent_pieces(before, low, high, step), agent_pieces(after, low, high, step)
+            )
+            self._count_late(kpis.apply(change), kpis)
+
+    def _shift_low(self, kpis: PartitionKpis) -> int | None:
+        """Time on shift before the oldest open window of any size is final already."""
+        return kpis.next_start_ms(max(self.settings.window_sizes_ms))
+
+    def _account_shifts(self, number: int, kpis: PartitionKpis, until_ms: int | None) -> None:
+        """Put the agents' time on shift up to `until_ms` into the windows (each tick,
+        before windows close: an agent on shift all day has no event to do it)."""
+        low = self._shift_low(kpis)
+        if until_ms is None or low is None:
+            return
+        since = max(self.shift_horizon.get(number, low), low)
+        if until_ms <= since:
+            return
+        self.shift_horizon[number] = until_ms
+        for intervals in self.shifts.get(number, {}).values():
+            pieces = agent_pieces(intervals, since, until_ms, self._step_ms)
+            self._count_late(kpis.apply((c, 1) for c in pieces), kpis)
 
     # --- time ---------------------------------------------------------------------
     def tick(
@@ -510,6 +556,7 @@ class WorkerRuntime:
         clock = wall if self.settings.live else None
         messages: list[dict[str, Any]] = []
         for number, kpis in self.partitions.items():
+            self._account_shifts(number, kpis, kpis.event_mark_ms(clock))
             partials = kpis.close(number, clock)
             messages += partials
             watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)

@@ -635,7 +635,54 @@ def compute_windows(
     windows = {key: _FORMATTERS[key[0]](cell) for key, cell in collector.cells.items()}
     _add_csat_change(windows)
     windows.update(_tickets_active(histories, [event["t"] for event in unique], sizes_ms))
+    windows.update(_agent_productivity(unique, windows, sizes_ms))
     return dict(sorted(windows.items()))
+
+
+def _agent_productivity(
+    unique: list[dict[str, Any]],
+    windows: dict[WindowKey, dict[str, Any]],
+    sizes_ms: tuple[int, ...],
+) -> dict[WindowKey, dict[str, Any]]:
+    """H12 per window: the agents' time on shift in the window (each agent's on-intervals
+    from its agent.shift events in time order, an off before an on of the same
+    millisecond; an interval never closed lasts past the last event), the solves by
+    agents (method agent) in it, and solves per agent-hour. Emitted, dimensions {}, when
+    either is not zero; windows up to the one holding the last event."""
+    by_agent: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for event in unique:
+        if event["type"] == "agent.shift":
+            by_agent[event["agent_id"]].append((event["t"], event["state"]))
+    intervals: list[tuple[int, float]] = []
+    for shifts in by_agent.values():
+        since: int | None = None
+        for at, state in sorted(shifts):
+            if state == "on" and since is None:
+                since = at
+            elif state == "off" and since is not None:
+                intervals.append((since, at))
+                since = None
+        if since is not None:
+            intervals.append((since, float("inf")))
+    out: dict[WindowKey, dict[str, Any]] = {}
+    if not unique:
+        return out
+    first, last = min(e["t"] for e in unique), max(e["t"] for e in unique)
+    for size_ms in sizes_ms:
+        for start in range(window_start(first, size_ms), last + 1, size_ms):
+            end = start + size_ms
+            on_ms = sum(max(0.0, min(b, end) - max(a, start)) for a, b in intervals)
+            resolved = windows.get(("resolved_issues", size_ms, start, ()))
+            solved = resolved["agent"] if resolved else 0
+            if not on_ms and not solved:
+                continue
+            hours = on_ms / 3_600_000
+            out[("agent_productivity", size_ms, start, ())] = {
+                "agent_hours": hours,
+                "solved_by_agents": solved,
+                "solved_per_agent_hour": solved / hours if hours else None,
+            }
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -91,13 +91,14 @@ class WindowStore:
         by_dims = self._series.get((kpi, window))
         series = by_dims.get(dims) if by_dims is not None else None
         if message is None:
-            if series is not None and series.entries.pop(start, None) is not None:
-                del series.starts[bisect_left(series.starts, start)]
-                self._count -= 1
-                if not series.entries:
-                    del by_dims[dims]  # type: ignore[union-attr]  # series implies by_dims
-                    if not by_dims:
-                        del self._series[(kpi, window)]
+            if by_dims is None or series is None or series.entries.pop(start, None) is None:
+                return  # a tombstone for a window not kept
+            del series.starts[bisect_left(series.starts, start)]
+            self._count -= 1
+            if not series.entries:
+                del by_dims[dims]
+                if not by_dims:
+                    del self._series[(kpi, window)]
             return
         if series is None:
             raw_dims = message.get("dimensions")

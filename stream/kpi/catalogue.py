@@ -40,6 +40,7 @@ KPI_NAMES = (
     "csat",
     "nps",
     "self_service",
+    "agent_productivity",
 )
 
 
@@ -257,6 +258,16 @@ def window_values(merged: dict[Dims, Merged]) -> list[KpiValue]:
             names = ("selfservice_screens", "selfservice_clicks")
             sketches = {n: sessions.sketches[n].to_dict() for n in names if n in sessions.sketches}
             out.append(KpiValue("self_service", {}, values, sketches))
+    seconds = sessions.counts.get("agent_seconds", 0.0) if sessions is not None else 0.0
+    solved = rollup.n("solved:agent")
+    if seconds or solved:
+        hours = seconds / 3600.0
+        values = {
+            "agent_hours": hours,
+            "solved_by_agents": solved,
+            "solved_per_agent_hour": solved / hours if hours else None,
+        }
+        out.append(KpiValue("agent_productivity", {}, values, {}))
     return out
 
 

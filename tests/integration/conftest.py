@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,25 @@ def _kpi(*args: str, env: dict[str, str] | None = None, timeout: float = 300) ->
     if result.returncode != 0:
         raise RuntimeError(f"kpi {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+def dead_letters(bootstrap: str, topic: str) -> list[tuple[dict[str, bytes], bytes]]:
+    """Every record of the one-partition dead-letter topic: (headers, value)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
+    consumer.assign([TopicPartition(topic, 0)])
+    try:
+        return [(dict(r.headers), r.value) for r in consumer]
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import pytest
 
 from stream.kpi.timefmt import format_rfc3339_ms, parse_rfc3339_ms
 from tests.conftest import require_tool
+from tests.integration.conftest import dead_letters
 from tests.scrape import by, samples, total
 
 with warnings.catch_warnings():
@@ -390,15 +391,7 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     }
 
     # Every bad message is in the DLQ with its reason and origin.
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        enable_auto_commit=False,
-    )
-    consumer.assign([TopicPartition(env["KPI_DLQ_TOPIC"], 0)])
-    dead = [(dict(r.headers), r.value) for r in consumer]
-    consumer.close()
+    dead = dead_letters(kafka.bootstrap, env["KPI_DLQ_TOPIC"])
     assert Counter(h["reason"].decode() for h, _ in dead) == Counter(EXPECTED_REJECTED)
     assert all(h["source_topic"].decode() == env["KPI_HELPDESK_TOPIC"] for h, _ in dead)
     assert all(h["source_partition"] == b"0" for h, _ in dead)

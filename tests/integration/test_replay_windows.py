@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,9 @@ from stream.kpi.timefmt import parse_rfc3339_ms
 from stream.local.feed import feed_to_file
 from stream.local.simulator import SimConfig, simulate
 from stream.report import read_kpi_topic
+from tests.integration.conftest import dead_letters
 from tests.oracle_windows import assert_windows_match, compute_windows
 from tests.scrape import samples, total
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, TopicPartition
 
 pytestmark = pytest.mark.integration
 
@@ -149,17 +145,10 @@ def test_replayed_day_equals_the_oracle_through_a_kill_and_restart(
 
     # Every malformed message is in the DLQ with its reason (the restart may add copies
     # of those re-delivered after it: at least once, never lost).
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        enable_auto_commit=False,
-    )
-    consumer.assign([TopicPartition(env["KPI_DLQ_TOPIC"], 0)])
     dead = {
-        (h["source_partition"], h["source_offset"]): h for r in consumer if (h := dict(r.headers))
+        (h["source_partition"], h["source_offset"]): h
+        for h, _ in dead_letters(kafka.bootstrap, env["KPI_DLQ_TOPIC"])
     }
-    consumer.close()
     malformed = [m for m in messages if m.kind == "malformed"]
     assert len(dead) == len(malformed)
     assert all(h["reason"] and h["detail"] for h in dead.values())

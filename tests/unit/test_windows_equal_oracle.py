@@ -137,11 +137,33 @@ def anonymous_sessions(draw: Any) -> list[dict[str, Any]]:
 
 
 @st.composite
+def agent_shifts(draw: Any) -> list[dict[str, Any]]:
+    """Agents going on and off shift (H12), sometimes twice 'on', sometimes never off."""
+    out = []
+    for agent in range(draw(st.integers(0, 3))):
+        t = T0 + draw(st.integers(0, 4 * HOUR))
+        for i, state in enumerate(draw(st.lists(st.sampled_from(["on", "off"]), max_size=4))):
+            t += draw(STEP_MS)
+            out.append(
+                {
+                    "type": "agent.shift",
+                    "event_id": f"A{agent}-{i}",
+                    "agent_id": f"agent-{agent}",
+                    "state": state,
+                    "t": t,
+                    "occurred_at": format_rfc3339_ms(t),
+                }
+            )
+    return out
+
+
+@st.composite
 def delivery(draw: Any) -> tuple[list[dict[str, Any]], list[bool]]:
     """Every event, delivered up to 5 minutes late (so never beyond the grace period),
     with re-deliveries of earlier messages; and where the clock ticks."""
     events = [e for n in range(draw(st.integers(1, 6))) for e in draw(ticket_events(n))]
     events += draw(anonymous_sessions())
+    events += draw(agent_shifts())
     delays = draw(st.lists(st.integers(0, 5 * MINUTE), min_size=len(events), max_size=len(events)))
     stream = [
         e for _, e in sorted(zip(delays, events, strict=True), key=lambda p: p[1]["t"] + p[0])
@@ -158,7 +180,7 @@ def delivery(draw: Any) -> tuple[list[dict[str, Any]], list[bool]]:
 
 
 def partition_of(event: dict[str, Any], partitions: int) -> int:
-    key = event.get("ticket_id") or event["customer_id"]
+    key = event.get("ticket_id") or event.get("agent_id") or event["customer_id"]
     return zlib.crc32(key.encode()) % partitions
 
 
