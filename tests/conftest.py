@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,18 @@ def require_tool(name: str) -> str:
     if os.environ.get("KPI_REQUIRE_TOOLS") == "1":
         pytest.fail(f"{name} is not installed (scripts/test installs it with apt-get)")
     pytest.skip(f"{name} is not installed")
+
+
+def shared_data(name: str) -> Path:
+    """A file of the real public logs beside the project (../shared/data; never copied
+    in): found from the checkout, wherever it is cloned, or KPI_SHARED_DATA."""
+    here = Path(__file__).resolve().parents[1]
+    candidates = [
+        Path(os.environ.get("KPI_SHARED_DATA", "/nonexistent")),
+        here.parent / "shared" / "data",
+        Path("/work/shared/data"),
+    ]
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    return candidates[-1] / name

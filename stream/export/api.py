@@ -8,6 +8,7 @@ message that names it; nothing a client sends can make this raise.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,16 @@ from typing import Any
 from stream.export.window_store import WindowStore
 from stream.kpi.catalogue import KPI_NAMES as WINDOW_KPI_NAMES
 from stream.kpi.events import PRIORITIES
+from stream.kpi.sketch import QuantileSketch
 from stream.kpi.snapshot import QUANTILES, KpiSnapshot
 from stream.kpi.timefmt import TimestampError, parse_rfc3339_ms
 from stream.kpi.windows import format_duration_ms
 
 KPI_NAMES = ("tickets_active", "first_response", "sla")
-_PARAMETERS = ("kpi", "window", "queue", "priority")
+_PARAMETERS = ("kpi", "window", "queue", "priority", "scope")
+# scope=all (the default): this worker's partitions and those of every other worker of
+# the group, merged; scope=local: this worker's only, with the sketches a merge needs.
+SCOPES = ("all", "local")
 
 
 class QueryError(ValueError):
@@ -35,6 +40,7 @@ class KpiQuery:
     windows: frozenset[str] | None = None  # None: every configured window
     queue: str | None = None
     priority: str | None = None
+    scope: str = "all"
 
 
 def _values(params: Mapping[str, str], name: str) -> list[str]:
@@ -58,11 +64,15 @@ def parse_query(params: Mapping[str, str], windows: tuple[str, ...]) -> KpiQuery
     if priority is not None and priority not in PRIORITIES:
         raise QueryError("priority", f"priority {priority[:50]!r} is not one of {PRIORITIES}")
     queue = params.get("queue")
+    scope = params.get("scope") or "all"
+    if scope not in SCOPES:
+        raise QueryError("scope", f"scope {scope[:50]!r} is not one of {SCOPES}")
     return KpiQuery(
         kpis=frozenset(kpis),
         windows=frozenset(chosen) if chosen else None,
         queue=queue or None,
         priority=priority,
+        scope=scope,
     )
 
 
@@ -72,8 +82,9 @@ def _matches(query: KpiQuery, queue: str, priority: str) -> bool:
     )
 
 
-def kpis_json(snap: KpiSnapshot, query: KpiQuery) -> dict[str, Any]:
-    """The snapshot's KPIs that the query asks for."""
+def kpis_json(snap: KpiSnapshot, query: KpiQuery, sketches: bool = False) -> dict[str, Any]:
+    """The snapshot's KPIs that the query asks for; with `sketches`, each first-response
+    window carries its sketches too, so that answers of several workers can be merged."""
     body: dict[str, Any] = {"partitions": list(snap.partitions)}
     if "tickets_active" in query.kpis:
         body["tickets_active"] = [
@@ -93,32 +104,125 @@ def kpis_json(snap: KpiSnapshot, query: KpiQuery) -> dict[str, Any]:
             name = format_duration_ms(size)
             if query.windows is not None and name not in query.windows:
                 continue
-            windows.append(
-                {
-                    "window": name,
-                    "start_ms": summary.start_ms,
-                    "end_ms": summary.end_ms,
-                    "count": summary.overall.count,
-                    "seconds": _percentiles(summary.overall),
-                    "by_queue_priority": [
-                        {
-                            "queue": queue,
-                            "priority": priority,
-                            "count": sketch.count,
-                            "seconds": _percentiles(sketch),
-                        }
-                        for (queue, priority), sketch in sorted(summary.by_dims.items())
-                        if _matches(query, queue, priority)
-                    ],
-                }
+            entry = _window_entry(
+                name,
+                summary.start_ms,
+                summary.end_ms,
+                summary.overall,
+                [
+                    (queue, priority, sketch)
+                    for (queue, priority), sketch in sorted(summary.by_dims.items())
+                    if _matches(query, queue, priority)
+                ],
+                sketches,
             )
+            windows.append(entry)
         body["first_response_windows"] = windows
     body["watermarks_ms"] = {str(p): w for p, w in sorted(snap.watermarks_ms.items())}
     return body
 
 
+def _window_entry(
+    name: str,
+    start_ms: int,
+    end_ms: int,
+    overall: QuantileSketch,
+    by_dims: list[tuple[str, str, QuantileSketch]],
+    sketches: bool,
+) -> dict[str, Any]:
+    def cell(sketch: QuantileSketch) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": sketch.count, "seconds": _percentiles(sketch)}
+        if sketches:
+            out["sketch"] = sketch.to_dict()
+        return out
+
+    return {
+        "window": name,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        **cell(overall),
+        "by_queue_priority": [{"queue": q, "priority": p, **cell(sk)} for q, p, sk in by_dims],
+    }
+
+
 def _percentiles(sketch: Any) -> dict[str, float | None]:
     return {f"p{q * 100:g}": sketch.quantile(q) for q in QUANTILES}
+
+
+def merge_answers(answers: list[dict[str, Any]], unreachable: list[str]) -> dict[str, Any]:
+    """One answer for all partitions from the local answers (scope=local) of every
+    worker: counts add up, sketches merge; never an average of percentiles.
+
+    Each worker shows its newest window that all its partitions have made final; the
+    merged window is the oldest of those, from the workers that show it (`complete`
+    says whether that is every worker showing the size)."""
+    partitions = sorted({p for a in answers for p in a.get("partitions", [])})
+    body: dict[str, Any] = {"partitions": partitions}
+    if any("tickets_active" in a for a in answers):
+        active: Counter[tuple[str, str, str]] = Counter()
+        for a in answers:
+            for row in a.get("tickets_active", []):
+                active[(row["queue"], row["priority"], row["status"])] += row["count"]
+        body["tickets_active"] = [
+            {"queue": q, "priority": p, "status": s, "count": n}
+            for (q, p, s), n in sorted(active.items())
+        ]
+    if any("sla" in a for a in answers):
+        clocks: Counter[tuple[str, str, str, str]] = Counter()
+        for a in answers:
+            for row in a.get("sla", []):
+                clocks[(row["sla"], row["queue"], row["priority"], row["state"])] += row["tickets"]
+        body["sla"] = [
+            {"sla": sla, "queue": q, "priority": p, "state": st, "tickets": n}
+            for (sla, q, p, st), n in sorted(clocks.items())
+        ]
+    if any("first_response_windows" in a for a in answers):
+        body["first_response_windows"] = _merge_windows(answers)
+    body["watermarks_ms"] = {k: v for a in answers for k, v in a.get("watermarks_ms", {}).items()}
+    body["workers"] = len(answers)
+    if unreachable:
+        body["unreachable"] = unreachable  # their partitions are missing from the answer
+    return body
+
+
+def _merge_windows(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for a in answers:
+        for window in a.get("first_response_windows", []):
+            by_name.setdefault(window["window"], []).append(window)
+    out = []
+    for name, windows in sorted(
+        by_name.items(), key=lambda kv: kv[1][0]["end_ms"] - kv[1][0]["start_ms"]
+    ):
+        start = min(w["start_ms"] for w in windows)
+        chosen = [w for w in windows if w["start_ms"] == start]
+        overall: QuantileSketch | None = None
+        dims: dict[tuple[str, str], QuantileSketch] = {}
+        for w in chosen:
+            sketch = QuantileSketch.from_dict(w["sketch"])
+            overall = sketch if overall is None else _merged(overall, sketch)
+            for row in w["by_queue_priority"]:
+                key = (row["queue"], row["priority"])
+                part = QuantileSketch.from_dict(row["sketch"])
+                dims[key] = _merged(dims[key], part) if key in dims else part
+        assert overall is not None
+        entry = _window_entry(
+            name,
+            start,
+            chosen[0]["end_ms"],
+            overall,
+            [(q, p, sk) for (q, p), sk in sorted(dims.items())],
+            False,
+        )
+        entry["complete"] = len(chosen) == len(windows)
+        out.append(entry)
+    return out
+
+
+def _merged(a: QuantileSketch, b: QuantileSketch) -> QuantileSketch:
+    out = a.copy()
+    out.merge(b)
+    return out
 
 
 # --- GET /kpis/windows ---------------------------------------------------------------

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 import faust
 import orjson
 from aiohttp import web as aioweb
@@ -13,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.export.api import (
     QueryError,
     kpis_json,
+    merge_answers,
     parse_query,
     parse_windows_query,
     windows_json,
@@ -24,6 +27,44 @@ from stream.runtime import WorkerRuntime
 def _bad_request(exc: QueryError) -> Any:
     error = {"error": str(exc), "parameter": exc.parameter}
     return aioweb.Response(body=orjson.dumps(error), status=400, content_type="application/json")
+
+
+# How long a worker waits for another's local answer before it answers without it.
+PEER_TIMEOUT_SECONDS = 2.0
+
+
+def _peers(app: faust.App) -> list[str]:
+    """The web URLs of the other workers of the group, from the partition assignment."""
+    try:
+        hosts = app.router.table_metadata("tickets")
+    except Exception:  # no assignment yet (starting, rebalancing)
+        return []
+    own = str(app.conf.canonical_url).rstrip("/")
+    return sorted(h.rstrip("/") for h in hosts if h.rstrip("/") != own)
+
+
+async def _ask_peers(
+    peers: list[str], params: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)
+    answers, unreachable = [], []
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def ask(peer: str) -> dict[str, Any] | None:
+            try:
+                async with session.get(f"{peer}/kpis", params=params) as response:
+                    if response.status != 200:
+                        return None
+                    return dict(orjson.loads(await response.read()))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return None
+
+        for peer, answer in zip(peers, await asyncio.gather(*map(ask, peers)), strict=True):
+            if answer is None:
+                unreachable.append(peer)
+            else:
+                answers.append(answer)
+    return answers, unreachable
 
 
 def register_pages(
@@ -45,8 +86,16 @@ def register_pages(
             query = parse_query(dict(request.query), runtime.settings.windows)
         except QueryError as exc:
             return _bad_request(exc)
-        body = orjson.dumps(kpis_json(runtime.snapshot(), query))
-        return aioweb.Response(body=body, content_type="application/json")
+        local = kpis_json(runtime.snapshot(), query, sketches=query.scope == "local")
+        peers = [] if query.scope == "local" else _peers(app)
+        if not peers:
+            return aioweb.Response(body=orjson.dumps(local), content_type="application/json")
+        # Every worker answers for every partition: ask the others for theirs and merge.
+        local = kpis_json(runtime.snapshot(), query, sketches=True)
+        params = {k: v for k, v in request.query.items() if k != "scope"}
+        answers, unreachable = await _ask_peers(peers, {**params, "scope": "local"})
+        body = merge_answers([local, *answers], unreachable)
+        return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
 
     app.page("/kpis", name="kpis")(kpis)
     app.page("/api/v1/kpis", name="kpis-v1")(kpis)  # the first path it had

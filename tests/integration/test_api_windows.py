@@ -134,3 +134,24 @@ def test_every_worker_answers_with_the_closed_windows_of_the_topic(
         )
 
     wait_for(store_complete, "the second worker's store equal to the topic", timeout_s=30)
+
+    # Current values too: each worker answers for every partition, its own and the
+    # other's (asked over HTTP and merged), once the two have shared them out.
+    def owned(worker: Any) -> float:
+        metrics = samples(worker.metrics_text())
+        rows = metrics.get("kpistream_partitions_owned", [])
+        return sum(v for lab, v in rows if lab["topic"] == env["KPI_HELPDESK_TOPIC"])
+
+    wait_for(lambda: owned(first) + owned(second) == 3, "the two workers sharing 3 partitions")
+
+    def active(worker: Any, scope: str) -> int:
+        rows = get(f"{worker.url}/kpis?kpi=tickets_active&scope={scope}")["tickets_active"]
+        return sum(row["count"] for row in rows)
+
+    # T1, T2 and T3 are open in three partitions; the W tickets are closed.
+    wait_for(lambda: active(first, "all") == 3, "the first worker answering for all partitions")
+    assert active(second, "all") == 3
+    assert active(first, "local") + active(second, "local") == 3
+    merged = get(f"{second.url}/kpis?kpi=tickets_active")
+    assert merged["partitions"] == [0, 1, 2]
+    assert merged["workers"] == 2

@@ -19,13 +19,14 @@ import pytest
 from stream.kpi.timefmt import parse_rfc3339_ms
 from stream.local.csvmap import load_map, read_csv_events
 from stream.report import read_kpi_topic
+from tests.conftest import shared_data
 from tests.oracle_windows import assert_windows_match, compute_windows
 from tests.scrape import samples, total
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG = ROOT.parent / "shared" / "data" / "incident_event_log.csv.gz"
+LOG = shared_data("incident_event_log.csv.gz")
 MAP = ROOT / "deploy" / "replay-maps" / "servicenow-incident-log.toml"
 DAY = 86_400_000
 

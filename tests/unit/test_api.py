@@ -132,3 +132,46 @@ def test_windows_json_says_when_it_is_truncated() -> None:
     assert (body["count"], body["truncated"]) == (2, False)
     query = parse_windows_query({"from": str(t0 + 60_000), "window": "1m"}, WINDOWS)
     assert windows_json(store, query)["count"] == 2
+
+
+def _local_answer(partition: int, active: dict, latencies: list[float]) -> dict:
+    """What one worker answers with scope=local: its partitions, with sketches."""
+    from stream.kpi.partition import DimsAgg, FinalWindow
+    from stream.kpi.sketch import QuantileSketch
+
+    part = PartitionKpis(window_sizes_ms=(60_000,), grace_ms=0)
+    part.active.update(active)
+    sketch = QuantileSketch()
+    for value in latencies:
+        sketch.add(value)
+    part.final_through_ms = 120_000
+    agg = DimsAgg(sketches={"first_response_seconds": sketch})
+    part.recent_final[60_000] = [FinalWindow(60_000, 60_000, {("billing", "high"): agg})]
+    snap = build_snapshot({partition: part}, now_ms=None)
+    return kpis_json(snap, parse_query({"scope": "local"}, WINDOWS), sketches=True)
+
+
+def test_answers_of_several_workers_merge_counts_and_sketches() -> None:
+    from stream.export.api import merge_answers
+
+    a = _local_answer(0, {("billing", "high", "new"): 2}, [10.0, 20.0, 30.0])
+    b = _local_answer(1, {("billing", "high", "new"): 1, ("returns", "low", "open"): 4}, [40.0])
+    merged = merge_answers([a, b], unreachable=["http://127.0.0.1:6067"])
+    assert merged["partitions"] == [0, 1]
+    assert merged["tickets_active"] == [
+        {"queue": "billing", "priority": "high", "status": "new", "count": 3},
+        {"queue": "returns", "priority": "low", "status": "open", "count": 4},
+    ]
+    [minute] = merged["first_response_windows"]
+    assert (minute["start_ms"], minute["count"], minute["complete"]) == (60_000, 4, True)
+    # The median of the four values, not an average of the two workers' medians.
+    assert minute["seconds"]["p50"] == pytest.approx(20.0, rel=0.01)
+    assert "sketch" not in minute
+    assert merged["unreachable"] == ["http://127.0.0.1:6067"]
+    assert merged["workers"] == 2
+
+
+def test_scope_must_be_all_or_local() -> None:
+    with pytest.raises(QueryError) as caught:
+        parse_query({"scope": "cluster"}, WINDOWS)
+    assert caught.value.parameter == "scope"

@@ -26,10 +26,11 @@ from stream.local.csvmap import (
     read_csv_events,
 )
 from stream.local.replay import read_csv_messages
+from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICENOW_MAP = ROOT / "deploy" / "replay-maps" / "servicenow-incident-log.toml"
-INCIDENT_LOG = Path("/work/shared/data/incident_event_log.csv.gz")
+INCIDENT_LOG = shared_data("incident_event_log.csv.gz")
 
 helpdesk = Decoder(HELPDESK_TYPES)
 orders = Decoder(ORDER_TYPES)
