@@ -9,6 +9,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from stream.kpi.merge import StagedState
 from stream.runtime import WorkerRuntime
 from stream.tables import Tables
 from stream.topics import Topics
@@ -83,10 +84,16 @@ def register_agents(
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             record_position(event.message)
-            value = event.value
-            for key, kpi_message in runtime.merge_step(orjson.loads(value), tables.window_merge):
+            # The merge's state may not run ahead of its output (see StagedState): the
+            # writes wait until Kafka has the KPI messages they account for.
+            staged = StagedState(tables.window_merge)
+            sent = []
+            for key, kpi_message in runtime.merge_step(orjson.loads(event.value), staged):
                 body = None if kpi_message is None else orjson.dumps(kpi_message)
-                await topics.kpi.send(key=key.encode(), value=body)
+                sent.append(await topics.kpi.send(key=key.encode(), value=body))
+            for pending in sent:
+                await pending
+            staged.commit()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:

@@ -21,7 +21,7 @@ owner at a time), tests a dict.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,66 @@ def partial_key(size_ms: int, start_ms: int, partition: int, dims: str) -> str:
 
 def record_key(size_ms: int, start_ms: int) -> str:
     return f"e|{size_ms}|{start_ms}"
+
+
+class StagedState(MutableMapping[str, Any]):
+    """The merge table seen through a layer of writes not yet made.
+
+    The merge's state must never run ahead of its output: if "window W is final" reached
+    the changelog while W's KPI messages were still in a crashed producer's buffer, the
+    re-delivered partials would be ignored and W's final messages lost. So the merge
+    agent stages the writes of a batch, sends its KPI messages, waits until Kafka has
+    them, and only then writes the staged state (`commit`). A crash in between repeats
+    the batch, and with it the (compacted, identical) messages.
+    """
+
+    _DELETED = object()
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.staged: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.staged:
+            value = self.staged[key]
+            if value is self._DELETED:
+                raise KeyError(key)
+            return value
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.staged[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.staged[key] = self._DELETED
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.staged:
+            return self.staged[key] is not self._DELETED
+        return key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for key, value in self.staged.items():
+            seen.add(key)
+            if value is not self._DELETED:
+                yield key
+        yield from (k for k in self.table if k not in seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def commit(self) -> None:
+        """Write the staged changes to the table (inside stream iteration)."""
+        for key, value in self.staged.items():
+            if value is self._DELETED:
+                if key in self.table:
+                    del self.table[key]
+            else:
+                self.table[key] = value
+        self.staged.clear()
 
 
 @dataclass

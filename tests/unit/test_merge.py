@@ -357,3 +357,22 @@ def test_the_schema_refuses_the_old_message_form() -> None:
     old["sketches"] = {}
     old["values"] = {"count": "1"}
     assert not VALIDATOR.is_valid(old)
+
+
+def test_staged_state_reads_its_own_writes_and_writes_only_on_commit() -> None:
+    from stream.kpi.merge import StagedState
+
+    table = {"a": 1, "b": 2}
+    staged = StagedState(table)
+    staged["a"] = 10
+    del staged["b"]
+    staged["c"] = 3
+    assert (staged["a"], "b" in staged, staged.get("c"), sorted(staged)) == (
+        10,
+        False,
+        3,
+        ["a", "c"],
+    )
+    assert table == {"a": 1, "b": 2}  # nothing written before the output is delivered
+    staged.commit()
+    assert table == {"a": 10, "c": 3}
