@@ -79,6 +79,7 @@ def register_agents(
         # next event): a crash in between re-sends them, never loses them.
         for pending in sent:
             await pending
+        runtime.partials_delivered()
 
     @app.agent(topics.partials, name="merge-windows")
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:

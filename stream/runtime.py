@@ -108,6 +108,11 @@ class WorkerRuntime:
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
         self._summary_written: dict[int, int | None] = {}
+        # Per partition: the final-through mark of the last tick whose partials have been
+        # delivered (partials_delivered), the one the summary may persist; and the one
+        # of the tick whose partials are on their way.
+        self._delivered_final: dict[int, int] = {}
+        self._sending_final: dict[int, int] = {}
         self.owns_merge = False  # the window-partials partition is assigned here
 
     # --- partitions -------------------------------------------------------------
@@ -189,6 +194,10 @@ class WorkerRuntime:
                 for intervals in self.shifts[number].values():
                     contributions[number] += agent_pieces(intervals, low, horizon, self._step_ms)
             kpis.rebuild(contributions.get(number, ()))
+        self._delivered_final = {
+            p: k.final_through_ms for p, k in rebuilt.items() if k.final_through_ms is not None
+        }
+        self._sending_final = dict(self._delivered_final)
         for heap in self.expiry.values():
             heapq.heapify(heap)
         self.partitions = rebuilt
@@ -240,11 +249,21 @@ class WorkerRuntime:
             # tickets here, inside stream iteration.
             for due_id, sla in self.sla.setdefault(partition, SlaIndex()).due(watermark):
                 self._record_breach(partition, due_id, sla, tickets, write=True)
-        if kpis.final_through_ms != self._summary_written.get(partition):
-            # The marks change once a tick: persisting them then is enough (a restart
-            # with older marks re-sends final windows, which the merge ignores).
-            self._summary_written[partition] = kpis.final_through_ms
-            result.state_writes[summary_key(partition)] = kpis.summary_dict()
+        if (
+            partition not in self._sending_final
+            and partition not in self._delivered_final
+            and kpis.final_through_ms is not None
+        ):
+            # Its first mark, before any tick: no window has been made final yet.
+            self._delivered_final[partition] = kpis.final_through_ms
+        delivered = self._delivered_final.get(partition)
+        if delivered is not None and delivered != self._summary_written.get(partition):
+            # Only a mark whose final partials Kafka has: persisting one whose partials a
+            # crash could still lose would leave those windows without them for good. A
+            # restart with an older mark re-sends final windows, which the merge ignores.
+            self._summary_written[partition] = delivered
+            summary = {**kpis.summary_dict(), "final_through_ms": delivered}
+            result.state_writes[summary_key(partition)] = summary
         self._prune(partition, tickets)
         return result
 
@@ -558,6 +577,8 @@ class WorkerRuntime:
         for number, kpis in self.partitions.items():
             self._account_shifts(number, kpis, kpis.event_mark_ms(clock))
             partials = kpis.close(number, clock)
+            if kpis.final_through_ms is not None:
+                self._sending_final[number] = kpis.final_through_ms
             messages += partials
             watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)
             if watermark is None or event_mark is None:
@@ -570,6 +591,10 @@ class WorkerRuntime:
                     {"partition": number, "event_ms": event_mark, "watermark": watermark}
                 )
         return messages
+
+    def partials_delivered(self) -> None:
+        """The messages of the last tick are in Kafka: their marks may be persisted."""
+        self._delivered_final.update(self._sending_final)
 
     # --- merging the partitions' windows (the merge agent) ---------------------------
     def load_merge_state(self, keys: Iterable[str]) -> None:

@@ -271,3 +271,19 @@ def test_agents_on_shift_follow_their_latest_shift_event(runtime: WorkerRuntime)
     restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
     restarted.load_partitions([1], [], [], scopes.items())
     assert scrape(restarted)["kpistream_agents_on_shift"] == [({}, 2.0)]
+
+
+def test_a_final_mark_is_persisted_only_once_its_partials_are_delivered(
+    runtime: WorkerRuntime,
+) -> None:
+    tickets: dict[str, Any] = {}
+    first = runtime.process_helpdesk(raw(created("T1", T0)), 0, tickets, {}, 0)
+    assert first.state_writes["0|summary"]["final_through_ms"] == T0 - 10 * MINUTE
+    runtime.process_helpdesk(raw(created("T2", T0 + 30 * MINUTE)), 0, tickets, {}, 0)
+    assert any(m.get("final") for m in runtime.tick(now_ms=0))  # windows made final
+    # The partials are not in Kafka yet: the next event must not persist the new mark.
+    waiting = runtime.process_helpdesk(raw(created("T3", T0 + 31 * MINUTE)), 0, tickets, {}, 0)
+    assert "0|summary" not in waiting.state_writes
+    runtime.partials_delivered()
+    after = runtime.process_helpdesk(raw(created("T4", T0 + 31 * MINUTE)), 0, tickets, {}, 0)
+    assert after.state_writes["0|summary"]["final_through_ms"] == T0 + 20 * MINUTE
