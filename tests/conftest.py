@@ -39,3 +39,13 @@ def shared_data(name: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     return candidates[-1] / name
+
+
+def require_shared_data(name: str) -> Path:
+    """A real public log of ../shared/data; fail under scripts/test, skip elsewhere."""
+    path = shared_data(name)
+    if path.is_file():
+        return path
+    if os.environ.get("KPI_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{path} is missing: the tests read ../shared/data beside the checkout")
+    pytest.skip(f"{path} is not on this machine")

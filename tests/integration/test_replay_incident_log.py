@@ -19,14 +19,13 @@ import pytest
 from stream.kpi.timefmt import parse_rfc3339_ms
 from stream.local.csvmap import load_map, read_csv_events
 from stream.report import read_kpi_topic
-from tests.conftest import shared_data
+from tests.conftest import require_shared_data
 from tests.oracle_windows import assert_windows_match, compute_windows
 from tests.scrape import samples, total
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG = shared_data("incident_event_log.csv.gz")
 MAP = ROOT / "deploy" / "replay-maps" / "servicenow-incident-log.toml"
 DAY = 86_400_000
 
@@ -38,7 +37,6 @@ def caught_up(worker: Any) -> dict[str, Any] | None:
     return metrics if owned and all(value == 0 for _, value in lags) else None
 
 
-@pytest.mark.skipif(not LOG.exists(), reason=f"{LOG} is not on this machine")
 def test_a_year_of_incidents_gives_every_daily_window_of_the_oracle(
     kafka, isolated_env, start_worker
 ) -> None:
@@ -46,6 +44,7 @@ def test_a_year_of_incidents_gives_every_daily_window_of_the_oracle(
     # as the oracle does. And it updates incidents months after their close: keep every
     # ticket's state (the default retention, 7 days after the close, would start such a
     # late event's ticket anew, without its creation; docs/kpis.md, "Duplicates").
+    log = require_shared_data("incident_event_log.csv.gz")
     env = {
         **isolated_env,
         "KPI_LIVE": "false",
@@ -55,7 +54,7 @@ def test_a_year_of_incidents_gives_every_daily_window_of_the_oracle(
     }
     worker = start_worker(env)
     replay = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "replay", str(LOG), "--map", str(MAP), "--sort"],
+        [sys.executable, "-m", "stream.cli", "replay", str(log), "--map", str(MAP), "--sort"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -77,7 +76,7 @@ def test_a_year_of_incidents_gives_every_daily_window_of_the_oracle(
     assert total(metrics, "kpistream_events_late_total") == 0
 
     events = [
-        {**e, "t": parse_rfc3339_ms(e["occurred_at"])} for e in read_csv_events(LOG, load_map(MAP))
+        {**e, "t": parse_rfc3339_ms(e["occurred_at"])} for e in read_csv_events(log, load_map(MAP))
     ]
     expected = compute_windows(events, (DAY,))
     latest = read_kpi_topic(kafka.bootstrap, env["KPI_KPI_TOPIC"], timeout_s=300)

@@ -26,11 +26,10 @@ from stream.local.csvmap import (
     read_csv_events,
 )
 from stream.local.replay import read_csv_messages
-from tests.conftest import shared_data
+from tests.conftest import require_shared_data
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICENOW_MAP = ROOT / "deploy" / "replay-maps" / "servicenow-incident-log.toml"
-INCIDENT_LOG = shared_data("incident_event_log.csv.gz")
 
 helpdesk = Decoder(HELPDESK_TYPES)
 orders = Decoder(ORDER_TYPES)
@@ -406,10 +405,9 @@ def test_cli_refuses_a_csv_without_a_map_and_a_map_without_a_csv(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def incident_log() -> tuple[list[dict[str, Any]], ConvertStats]:
-    if not INCIDENT_LOG.is_file():
-        pytest.skip(f"{INCIDENT_LOG} is not there")
+    log = require_shared_data("incident_event_log.csv.gz")
     stats = ConvertStats()
-    events = list(read_csv_events(INCIDENT_LOG, load_map(SERVICENOW_MAP), stats))
+    events = list(read_csv_events(log, load_map(SERVICENOW_MAP), stats))
     return events, stats
 
 
@@ -441,7 +439,9 @@ def test_incident_log_creates_each_incident_that_has_a_new_row_once(
     incident_log: tuple[list[dict[str, Any]], ConvertStats],
 ) -> None:
     events, stats = incident_log
-    with gzip.open(INCIDENT_LOG, "rt", encoding="utf-8", newline="") as rows:
+    with gzip.open(
+        require_shared_data("incident_event_log.csv.gz"), "rt", encoding="utf-8", newline=""
+    ) as rows:
         with_new = {row["number"] for row in csv.DictReader(rows) if row["incident_state"] == "New"}
     created = [e["ticket_id"] for e in events if e["type"] == "ticket.created"]
     assert len(created) == len(set(created)) == len(with_new) == 16_397
