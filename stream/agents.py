@@ -69,11 +69,33 @@ def register_agents(
                 elif key in tables.kpi_state:
                     del tables.kpi_state[key]
 
+    @app.agent(topics.orders, name="order-events")
+    async def order_events(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            record_position(message)
+            result = runtime.process_order(event.value, message.partition, tables.orders)
+            if result.rejection is not None:
+                await topics.dlq.send(
+                    key=message.key,
+                    value=event.value if event.value is not None else b"",
+                    headers=dlq_headers(
+                        result.rejection.reason.value,
+                        result.rejection.detail,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                    ),
+                )
+                continue
+            for key, value in result.state_writes.items():
+                tables.kpi_state[key] = value
+
     @app.timer(1.0, name="tick")
     async def tick() -> None:
         sent = [
             await topics.partials.send(value=orjson.dumps(message))
-            for message in runtime.tick(tickets=tables.tickets)
+            for message in runtime.tick(tickets=tables.tickets, orders=tables.orders)
         ]
         # Delivered before the marks that follow them are persisted (at the partition's
         # next event): a crash in between re-sends them, never loses them.
@@ -98,16 +120,16 @@ def register_agents(
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
-        actives = [
-            tp.partition
-            for tp in app.assignor.assigned_actives()
-            if tp.topic == runtime.settings.helpdesk_topic
-        ]
+        assigned = app.assignor.assigned_actives()
+        actives = [tp.partition for tp in assigned if tp.topic == runtime.settings.helpdesk_topic]
+        state = list(tables.kpi_state.items())
         runtime.load_partitions(
-            actives,
-            list(tables.kpi_state.items()),
-            list(tables.tickets.items()),
-            list(tables.scopes.items()),
+            actives, state, list(tables.tickets.items()), list(tables.scopes.items())
+        )
+        runtime.load_order_partitions(
+            [tp.partition for tp in assigned if tp.topic == runtime.settings.orders_topic],
+            state,
+            list(tables.orders.items()),
         )
         runtime.owns_merge = any(
             tp.topic == runtime.settings.partials_topic for tp in app.assignor.assigned_actives()
@@ -122,4 +144,4 @@ def register_agents(
             return None
 
     runtime.set_highwater_source(highwater)
-    return {"helpdesk": helpdesk_events, "merge": merge_windows}
+    return {"helpdesk": helpdesk_events, "orders": order_events, "merge": merge_windows}

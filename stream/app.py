@@ -33,4 +33,7 @@ def make_app(settings: Settings) -> faust.App:
         # Offsets are committed only after a flush, so this delays nothing durable.
         producer_linger_ms=10,
         producer_max_batch_size=256 * 1024,
+        # Faust's own recovery drops records of the input partitions fetched while it
+        # seeks them (stream/recovery.py); this one resumes them in a safe order.
+        TableManager="stream.recovery:OrderedTableManager",
     )

@@ -11,6 +11,7 @@ record to the partition of the message being processed).
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import time
 from collections import Counter, defaultdict
@@ -22,10 +23,12 @@ from prometheus_client import CollectorRegistry
 
 from stream.codec import HELPDESK_TYPES, Decoder, Rejection
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
+from stream.export.order_metrics import OrderMetrics
 from stream.kpi.contrib import Contribution, diff, session_contributions
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
-from stream.kpi.merge import WindowMerger
+from stream.kpi.merge import PrefixedState, WindowMerger
+from stream.kpi.order_catalogue import order_window_values
 from stream.kpi.partition import PartitionKpis
 from stream.kpi.shifts import agent_pieces, apply_shift, on_intervals
 from stream.kpi.sla import SlaIndex
@@ -38,7 +41,14 @@ from stream.kpi.tickets import (
     expires_at_ms,
 )
 from stream.kpi.timefmt import format_rfc3339_ms
+from stream.order_flow import OrderFlow, OrderResult
 from stream.settings import Settings
+from stream.source_windows import SourceWindows
+
+log = logging.getLogger(__name__)
+
+# The order merger's keys in the merge table (beside the help-desk merger's).
+ORDER_MERGE_PREFIX = "o:"
 
 # Expired ticket states dropped per event at most: pruning keeps pace with the stream
 # without a pause after a long idle period.
@@ -47,10 +57,6 @@ PRUNE_PER_EVENT = 50
 # Events with no ticket (agent shifts, anonymous self-service) are deduplicated within a
 # scope (the agent or the customer), remembering this many recent ids per scope.
 SCOPE_DEDUPE_IDS = 1000
-
-
-def summary_key(partition: int) -> str:
-    return f"{partition}|summary"
 
 
 def wall_ms() -> int:
@@ -86,7 +92,7 @@ class WorkerRuntime:
         self.queue_labels = BoundedLabels(settings.queues, settings.max_queues)
         # ISO 4217 codes pass the schema, but only a handful are in use: bound them too.
         self.currency_labels = BoundedLabels((), 20)
-        self.partitions: dict[int, PartitionKpis] = {}
+        self.helpdesk = SourceWindows(settings, "")
         self.positions: dict[tuple[str, int], Position] = {}
         self.sla_policy = settings.sla_policy()
         self.sla: dict[int, SlaIndex] = {}
@@ -96,7 +102,6 @@ class WorkerRuntime:
         self.pending_breaches: dict[int, set[tuple[str, str]]] = {}
         # Per partition: a heap of (expires_at_ms, ticket_id) of tickets that may be dropped.
         self.expiry: dict[int, list[tuple[int, str]]] = {}
-        self._reported_marks: dict[int, tuple[int, int]] = {}
         self.on_shift: dict[int, int] = {}  # agents on shift, by partition
         # H12 per window: each agent's on-shift intervals, by partition, and how far in
         # event time their time on shift has been put into the windows.
@@ -104,30 +109,24 @@ class WorkerRuntime:
         self.shift_horizon: dict[int, int] = {}
         self._step_ms = math.gcd(*settings.window_sizes_ms)
         self.merger = WindowMerger(settings.partitions, format_rfc3339_ms)
+        self.order_metrics = OrderMetrics(self.registry)
+        self.orders = OrderFlow(settings, self.metrics, self.order_metrics)
+        self.order_merger = WindowMerger(
+            settings.partitions, format_rfc3339_ms, values=order_window_values
+        )
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
-        self._summary_written: dict[int, int | None] = {}
-        # Per partition: the final-through mark of the last tick whose partials have been
-        # delivered (partials_delivered), the one the summary may persist; and the one
-        # of the tick whose partials are on their way.
-        self._delivered_final: dict[int, int] = {}
-        self._sending_final: dict[int, int] = {}
         self.owns_merge = False  # the window-partials partition is assigned here
 
     # --- partitions -------------------------------------------------------------
-    def new_partition(self) -> PartitionKpis:
-        return PartitionKpis(
-            window_sizes_ms=self.settings.window_sizes_ms,
-            grace_ms=self.settings.grace_ms,
-            relative_accuracy=self.settings.sketch_relative_accuracy,
-        )
+    @property
+    def partitions(self) -> dict[int, PartitionKpis]:
+        """The help-desk partitions owned here."""
+        return self.helpdesk.partitions
 
     def partition(self, number: int) -> PartitionKpis:
-        kpis = self.partitions.get(number)
-        if kpis is None:
-            kpis = self.partitions[number] = self.new_partition()
-        return kpis
+        return self.helpdesk.partition(number)
 
     def _derive(self, state: TicketState) -> TicketView:
         return derive(state, self.sla_policy, self.queue_labels.label)
@@ -146,11 +145,7 @@ class WorkerRuntime:
         gauges are right from the first scrape, before the next event arrives.
         """
         wanted = set(active)
-        rebuilt = {p: self.new_partition() for p in wanted}
-        for key, value in state:
-            part, _, rest = key.partition("|")
-            if value is not None and rest == "summary" and part.isdigit() and int(part) in wanted:
-                rebuilt[int(part)].load_summary(value)
+        rebuilt = self.helpdesk.fresh(wanted, state)
         contributions: dict[int, list[Contribution]] = defaultdict(list)
         self.sla = {p: SlaIndex() for p in wanted}
         self.expiry = {p: [] for p in wanted}
@@ -194,15 +189,17 @@ class WorkerRuntime:
                 for intervals in self.shifts[number].values():
                     contributions[number] += agent_pieces(intervals, low, horizon, self._step_ms)
             kpis.rebuild(contributions.get(number, ()))
-        self._delivered_final = {
-            p: k.final_through_ms for p, k in rebuilt.items() if k.final_through_ms is not None
-        }
-        self._sending_final = dict(self._delivered_final)
+            log.info(
+                "rebuilt partition %d: final through %s, newest event %s, %d open windows",
+                number,
+                kpis.final_through_ms,
+                kpis.max_event_ms,
+                len(kpis.windows),
+            )
         for heap in self.expiry.values():
             heapq.heapify(heap)
-        self.partitions = rebuilt
+        self.helpdesk.install(rebuilt)
         self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
-        self._reported_marks = {p: m for p, m in self._reported_marks.items() if p in wanted}
 
     # --- one message -----------------------------------------------------------
     def process_helpdesk(
@@ -249,21 +246,9 @@ class WorkerRuntime:
             # tickets here, inside stream iteration.
             for due_id, sla in self.sla.setdefault(partition, SlaIndex()).due(watermark):
                 self._record_breach(partition, due_id, sla, tickets, write=True)
-        if (
-            partition not in self._sending_final
-            and partition not in self._delivered_final
-            and kpis.final_through_ms is not None
-        ):
-            # Its first mark, before any tick: no window has been made final yet.
-            self._delivered_final[partition] = kpis.final_through_ms
-        delivered = self._delivered_final.get(partition)
-        if delivered is not None and delivered != self._summary_written.get(partition):
-            # Only a mark whose final partials Kafka has: persisting one whose partials a
-            # crash could still lose would leave those windows without them for good. A
-            # restart with an older mark re-sends final windows, which the merge ignores.
-            self._summary_written[partition] = delivered
-            summary = {**kpis.summary_dict(), "final_through_ms": delivered}
-            result.state_writes[summary_key(partition)] = summary
+        summary = self.helpdesk.summary_write(partition)
+        if summary is not None:
+            result.state_writes[summary[0]] = summary[1]
         self._prune(partition, tickets)
         return result
 
@@ -558,7 +543,10 @@ class WorkerRuntime:
 
     # --- time ---------------------------------------------------------------------
     def tick(
-        self, now_ms: int | None = None, tickets: MutableMapping[str, Any] | None = None
+        self,
+        now_ms: int | None = None,
+        tickets: MutableMapping[str, Any] | None = None,
+        orders: MutableMapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """What time alone does, once a second: SLA clocks run out, windows close.
 
@@ -568,53 +556,81 @@ class WorkerRuntime:
         """
         wall = wall_ms() if now_ms is None else now_ms
         self.expire_sla(wall, tickets)
-        return self.close_windows(wall)
+        return self.close_windows(wall) + self.orders.tick(wall, orders)
 
     def close_windows(self, wall: int) -> list[dict[str, Any]]:
         """Close windows on every owned partition; partials first, then the marks."""
-        clock = wall if self.settings.live else None
-        messages: list[dict[str, Any]] = []
-        for number, kpis in self.partitions.items():
-            self._account_shifts(number, kpis, kpis.event_mark_ms(clock))
-            partials = kpis.close(number, clock)
-            if kpis.final_through_ms is not None:
-                self._sending_final[number] = kpis.final_through_ms
-            messages += partials
-            watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)
-            if watermark is None or event_mark is None:
-                continue
-            marks = (event_mark, watermark)
-            # Marks after partials always: the merge emits what changed on them.
-            if partials or marks != self._reported_marks.get(number):
-                self._reported_marks[number] = marks
-                messages.append(
-                    {"partition": number, "event_ms": event_mark, "watermark": watermark}
-                )
-        return messages
+        return self.helpdesk.close(wall, self._account_shifts)
 
     def partials_delivered(self) -> None:
         """The messages of the last tick are in Kafka: their marks may be persisted."""
-        self._delivered_final.update(self._sending_final)
+        self.helpdesk.delivered()
+        self.orders.delivered()
+
+    # --- orders -------------------------------------------------------------------
+    def process_order(
+        self,
+        raw: bytes | None,
+        partition: int,
+        orders: MutableMapping[str, Any],
+        now_ms: int | None = None,
+    ) -> OrderResult:
+        """Decode, dedupe and apply one orders.events message (see order_flow.py)."""
+        result = self.orders.process(
+            raw, partition, orders, wall_ms() if now_ms is None else now_ms
+        )
+        if result.event is not None and not result.duplicate:
+            topic = self.settings.orders_topic
+            at = result.event.occurred_at_ms
+            if at > self._newest_event_ms.get(topic, -(2**62)):
+                self._newest_event_ms[topic] = at
+                self.metrics.last_event_timestamp.labels(topic).set(at / 1000.0)
+        return result
+
+    def load_order_partitions(
+        self,
+        active: Iterable[int],
+        state: Iterable[tuple[str, Any]],
+        orders: Iterable[tuple[str, Any]],
+    ) -> None:
+        self.orders.load(active, state, orders)
 
     # --- merging the partitions' windows (the merge agent) ---------------------------
     def load_merge_state(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
         self.merger.load(keys)
+        n = len(ORDER_MERGE_PREFIX)
+        self.order_merger.load(k[n:] for k in keys if k.startswith(ORDER_MERGE_PREFIX))
 
     def merge_step(
         self, message: dict[str, Any], state: MutableMapping[str, Any], now_ms: int | None = None
     ) -> list[tuple[str, dict[str, Any] | None]]:
         """Apply one partial or marks message; return the KPI messages now due
         (a None message is a tombstone for the compacted topic)."""
-        stale = self.merger.stale_partials
-        out = self.merger.step(message, state, wall_ms() if now_ms is None else now_ms)
-        if self.merger.stale_partials > stale:
-            self.metrics.stale_partials.inc(self.merger.stale_partials - stale)
+        merger = self.merger
+        if message.get("source") == "orders":
+            merger, state = self.order_merger, PrefixedState(state, ORDER_MERGE_PREFIX)
+        stale = merger.stale_partials
+        out = merger.step(message, state, wall_ms() if now_ms is None else now_ms)
+        if merger.stale_partials > stale:
+            self.metrics.stale_partials.inc(merger.stale_partials - stale)
         self.metrics.kpi_messages.inc(len(out))
         return out
 
     # --- export -------------------------------------------------------------------
     def record_position(self, topic: str, partition: int, offset: int, ts_ms: int | None) -> None:
-        position = self.positions.setdefault((topic, partition), Position())
+        position = self.positions.get((topic, partition))
+        if position is None:
+            position = self.positions[(topic, partition)] = Position()
+            log.info("%s[%d]: first record at offset %d", topic, partition, offset)
+        elif offset != position.offset + 1:
+            log.info(
+                "%s[%d]: offset %d after %d (a seek, a gap or a re-delivery)",
+                topic,
+                partition,
+                offset,
+                position.offset,
+            )
         position.offset, position.timestamp_ms = offset, ts_ms
 
     def set_highwater_source(self, highwater: Any) -> None:
@@ -655,6 +671,11 @@ class WorkerRuntime:
             lag_records, lag_seconds = self._lag(topic, number, now)
             watermark = kpis.watermark_ms(now if self.settings.live else None)
             rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
+        for number, kpis in sorted(self.orders.partitions.items()):
+            orders = self.settings.orders_topic
+            lag_records, lag_seconds = self._lag(orders, number, now)
+            watermark = kpis.watermark_ms(now if self.settings.live else None)
+            rows.append(PartitionProgress(orders, number, lag_records, lag_seconds, watermark))
         if self.owns_merge:
             partials = self.settings.partials_topic
             lag_records, lag_seconds = self._lag(partials, 0, now)

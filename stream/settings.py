@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         "7d",
         description="how long (event time) a closed ticket's state is kept: its dedupe horizon",
     )
+    order_retention: str = Field(
+        "30d",
+        description="how long (event time) after its newest event an order's state is kept: "
+        "its dedupe horizon, and how late a delivery may still be joined to its shipment",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -151,7 +156,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_durations(self) -> Settings:
-        for text in (*self.windows, self.grace, self.sla_warn, self.ticket_retention):
+        durations = (*self.windows, self.grace, self.sla_warn, self.ticket_retention)
+        for text in (*durations, self.order_retention):
             parse_duration_ms(text)  # raises ValueError naming the bad text
         parse_targets(self.sla_first_response)
         parse_targets(self.sla_resolution)
@@ -166,6 +172,11 @@ class Settings(BaseSettings):
                 f"ticket_retention {self.ticket_retention!r} must be at least the longest "
                 f"window plus the grace period ({self.windows} + {self.grace!r})"
             )
+        if parse_duration_ms(self.order_retention) < longest + parse_duration_ms(self.grace):
+            raise ValueError(
+                f"order_retention {self.order_retention!r} must be at least the longest "
+                f"window plus the grace period ({self.windows} + {self.grace!r})"
+            )
         return self
 
     # --- derived values ---
@@ -176,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def ticket_retention_ms(self) -> int:
         return parse_duration_ms(self.ticket_retention)
+
+    @property
+    def order_retention_ms(self) -> int:
+        return parse_duration_ms(self.order_retention)
 
     @property
     def grace_ms(self) -> int:

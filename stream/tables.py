@@ -1,9 +1,10 @@
 """Changelogged tables. Keys are strings, values JSON-ready dicts from the pure core.
 
 - tickets: ticket_id -> ticket state (the ticket state machine, with its seen event ids)
+- orders: order_id -> order state (its events, seen event ids, timers run out)
 - scopes: "agent:<id>" / "customer:<id>" -> recent event ids of events without a ticket
-- kpi_state: "<partition>|summary" and "<partition>|w|<size_ms>|<start_ms>" -> the
-  per-partition aggregates, written as small pieces so a change rewrites little
+- kpi_state: "<partition>|summary" (help-desk) and "orders|<partition>|summary" -> the
+  marks of each input partition (its windows are rebuilt from tickets and orders)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from stream.settings import Settings
 @dataclass(frozen=True)
 class Tables:
     tickets: TableT[str, Any]
+    orders: TableT[str, Any]
     scopes: TableT[str, Any]
     kpi_state: TableT[str, Any]
     window_merge: TableT[str, Any]
@@ -38,6 +40,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
 
     return Tables(
         tickets=table("tickets", "Ticket state by ticket_id."),
+        orders=table("orders", "Order state by order_id."),
         scopes=table("scopes", "Recent event ids of events without a ticket."),
         kpi_state=table("kpi_state", "Per-partition KPI aggregates."),
         # Co-partitioned with the one-partition window-partials topic.

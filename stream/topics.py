@@ -12,6 +12,7 @@ from stream.settings import Settings
 @dataclass(frozen=True)
 class Topics:
     helpdesk: faust.TopicT
+    orders: faust.TopicT
     dlq: faust.TopicT
     partials: faust.TopicT
     kpi: faust.TopicT
@@ -37,6 +38,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             value_serializer="raw",
             partitions=settings.partitions,
         ),
+        orders=raw(settings.orders_topic, settings.partitions),
         dlq=raw(settings.dlq_topic, 1),
         partials=raw(settings.partials_topic, 1),
         kpi=raw(settings.kpi_topic, 1),

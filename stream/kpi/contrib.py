@@ -37,6 +37,7 @@ SAMPLE_NAMES = frozenset(
         "handle_seconds",
         "selfservice_screens",
         "selfservice_clicks",
+        "confirmation_seconds",  # O1, in order windows
     }
 )
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream.kpi.catalogue import Merged, message, window_values
+from stream.kpi.catalogue import KpiValue, Merged, message, window_values
 from stream.kpi.partition import parse_dims_key
 from stream.kpi.sketch import QuantileSketch
 
@@ -109,10 +109,40 @@ class StagedState(MutableMapping[str, Any]):
         self.staged.clear()
 
 
+class PrefixedState(MutableMapping[str, Any]):
+    """The keys of a mapping that start with `prefix`, without it: one merge table holds
+    the state of several mergers (help-desk windows, order windows) side by side."""
+
+    def __init__(self, table: MutableMapping[str, Any], prefix: str) -> None:
+        self.table = table
+        self.prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table[self.prefix + key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[self.prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[self.prefix + key]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.prefix + key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self.prefix)
+        return (k[n:] for k in self.table if k.startswith(self.prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass
 class WindowMerger:
     partitions: int
     fmt: Callable[[int], str]  # epoch ms -> RFC 3339 text
+    # The KPI values of one window from its merged dimension sets (catalogue.py).
+    values: Callable[[dict[tuple[str, str], Merged]], list[KpiValue]] = window_values
     # In memory, rebuilt from the table by `load`: which partials each window has.
     index: dict[WindowId, set[str]] = field(default_factory=dict)
     dirty: set[WindowId] = field(default_factory=set)
@@ -318,7 +348,7 @@ class WindowMerger:
         out: list[Output] = []
         seen: set[str] = set()
         stamp = self.fmt(emitted_at_ms)
-        for value in window_values(self._merged(wid, state)):
+        for value in self.values(self._merged(wid, state)):
             if value.kpi == "csat":
                 csat[value.dims_text] = value.values["csat"]
                 before = previous_csat.get(value.dims_text)

@@ -313,7 +313,11 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
 
     # Pipeline health.
     owned = {lab["topic"]: v for lab, v in metrics["kpistream_partitions_owned"]}
-    assert owned == {env["KPI_HELPDESK_TOPIC"]: 3, env["KPI_PARTIALS_TOPIC"]: 1}
+    assert owned == {
+        env["KPI_HELPDESK_TOPIC"]: 3,
+        env["KPI_ORDERS_TOPIC"]: 3,
+        env["KPI_PARTIALS_TOPIC"]: 1,
+    }
     assert total(metrics, "kpistream_consumer_lag_records") == 0
     newest = {lab["topic"]: v for lab, v in metrics["kpistream_last_event_timestamp_seconds"]}
     assert newest[env["KPI_HELPDESK_TOPIC"]] == (T0 + 2 * 3600 * S) / 1000

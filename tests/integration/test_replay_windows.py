@@ -69,7 +69,8 @@ def caught_up(worker: Any) -> dict[str, Any] | None:
     and the merge's) and has no lag left on any."""
     metrics = samples(worker.metrics_text())
     lags = metrics.get("kpistream_consumer_lag_records", [])
-    owned = total(metrics, "kpistream_partitions_owned") == 4 and len(lags) == 4
+    # Help-desk and order partitions (3 each) and the merge's one.
+    owned = total(metrics, "kpistream_partitions_owned") == 7 and len(lags) == 7
     return metrics if owned and all(value == 0 for _, value in lags) else None
 
 
@@ -80,20 +81,8 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-KNOWN_GAP = pytest.mark.xfail(
-    strict=False,
-    reason="issue 4, open: after a SIGKILL the 1-minute windows of the minutes around the "
-    "crash can miss one partition's contributions (977 of 201,199 values in the last run); "
-    "two causes are fixed (merge state before its output, final mark before its partials), "
-    "one is not found yet",
-)
 
-
-@pytest.mark.parametrize(
-    "kill",
-    [False, pytest.param(True, marks=KNOWN_GAP)],
-    ids=["straight", "killed-half-way"],
-)
+@pytest.mark.parametrize("kill", [False, True], ids=["straight", "killed-half-way"])
 def test_replayed_day_equals_the_oracle_through_a_kill_and_restart(
     kafka, isolated_env, start_worker, tmp_path: Path, kill: bool
 ) -> None:

@@ -54,3 +54,16 @@ def status_changed(ticket_id: str, at_ms: int, status: str) -> Event:
 def same_queue(queue: str) -> str:
     """The queue label mapping of the pure tests: every queue keeps its name."""
     return queue
+
+
+def order_event(event_type: str, order_id: str, at_ms: int, **fields: Any) -> Event:
+    event_id = fields.pop("event_id", None) or f"o-{next(_ids)}"
+    body = {
+        "event_id": event_id,
+        "type": event_type,
+        "occurred_at": format_rfc3339_ms(at_ms),
+        "order_id": order_id,
+        "customer_id": fields.pop("customer_id", "c-1"),
+        **fields,
+    }
+    return Event(event_id, event_type, at_ms, body)
