@@ -91,6 +91,33 @@ def register_agents(
             for key, value in result.state_writes.items():
                 tables.kpi_state[key] = value
 
+    @app.agent(topics.indicators, name="indicator-events")
+    async def indicator_events(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            record_position(message)
+            result = runtime.process_indicator(event.value)
+            if result.dlq is not None:
+                reason, detail = result.dlq
+                await topics.dlq.send(
+                    key=message.key,
+                    value=event.value if event.value is not None else b"",
+                    headers=dlq_headers(
+                        reason, detail, message.topic, message.partition, message.offset
+                    ),
+                )
+                continue
+            sent = [
+                await topics.kpi.send(key=k.encode(), value=None if b is None else orjson.dumps(b))
+                for k, b in result.kpi_messages
+            ]
+            for pending in sent:
+                await pending
+            # After the KPI messages are in Kafka: a crash in between repeats the report
+            # (a duplicate only once the table has it).
+            for name, entry in result.state_writes.items():
+                tables.indicators[name] = entry
+
     @app.timer(1.0, name="tick")
     async def tick() -> None:
         sent = [
@@ -131,6 +158,10 @@ def register_agents(
             state,
             list(tables.orders.items()),
         )
+        runtime.indicators.load(
+            any(tp.topic == runtime.settings.indicators_topic for tp in assigned),
+            list(tables.indicators.items()),
+        )
         runtime.owns_merge = any(
             tp.topic == runtime.settings.partials_topic for tp in app.assignor.assigned_actives()
         )
@@ -144,4 +175,9 @@ def register_agents(
             return None
 
     runtime.set_highwater_source(highwater)
-    return {"helpdesk": helpdesk_events, "orders": order_events, "merge": merge_windows}
+    return {
+        "helpdesk": helpdesk_events,
+        "orders": order_events,
+        "indicators": indicator_events,
+        "merge": merge_windows,
+    }

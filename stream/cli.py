@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -196,6 +196,112 @@ def replay(
         f"{stats_sent.by_topic}; failed sends: {stats_sent.failed}"
     )
     if stats_sent.failed:
+        raise typer.Exit(1)
+
+
+indicator_app = typer.Typer(
+    help="External indicators (topic indicators.external): report a value by hand.",
+    no_args_is_help=True,
+)
+# One line per paragraph: the help keeps a paragraph's line breaks, so a docstring's
+# breaks would land in the middle of the terminal's lines.
+_INDICATOR_SET_HELP = "\n\n".join(
+    (
+        "Send one indicator.reported event, keyed by NAME, to the indicators topic.",
+        "The period is --period-start and --period-end (RFC 3339 with an offset), or "
+        "--period 2026-11 (a calendar month) or --period 2026-Q4 (a quarter), in UTC. "
+        "The event is checked with the worker's own schema validator and period rule "
+        "first: a report the worker would dead-letter is refused (exit 2), nothing sent. "
+        "Sending the same NAME and period again is a correction: the newer report wins "
+        "and the KPI message's revision goes up by one.",
+        "Example: kpi indicator set employee_turnover 0.042 --unit ratio --period 2026-11 "
+        "--source 'HR system'",
+    )
+)
+app.add_typer(indicator_app, name="indicator")
+
+
+@indicator_app.command(
+    "set",
+    help=_INDICATOR_SET_HELP,
+    # A negative VALUE (cash flow: -1200) is a value, not an unknown option.
+    context_settings={"ignore_unknown_options": True},
+)
+def indicator_set(
+    name: Annotated[str, typer.Argument(help="the indicator, e.g. employee_turnover")],
+    value: Annotated[str, typer.Argument(help="a number: 0.042, 1200, -3.5")],
+    unit: Annotated[str, typer.Option(help="e.g. ratio, EUR, customers")],
+    period_start: Annotated[
+        str | None, typer.Option(help="RFC 3339 start of the period, e.g. 2026-11-01T00:00:00Z")
+    ] = None,
+    period_end: Annotated[
+        str | None, typer.Option(help="RFC 3339 end of the period (exclusive)")
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="shortcut for both bounds: a calendar month (2026-11) or quarter (2026-Q4), UTC"
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option(help="who reports it, e.g. 'HR system'")] = "cli",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check and print the event, send nothing")
+    ] = False,
+) -> None:
+    """Send one indicator.reported event (the help is _INDICATOR_SET_HELP)."""
+    from rich.markup import escape
+
+    from stream.codec import INDICATOR_TYPES, Decoder
+    from stream.local.indicator_event import (
+        IndicatorInputError,
+        build_indicator_event,
+        checked_message,
+    )
+
+    settings = _settings()
+    try:
+        event = build_indicator_event(
+            name,
+            value,
+            unit,
+            now_ms=int(time.time() * 1000),
+            period=period,
+            period_start=period_start,
+            period_end=period_end,
+            source=source,
+        )
+        decoder = Decoder(INDICATOR_TYPES, max_message_bytes=settings.max_message_bytes)
+        message = checked_message(event, decoder)
+    except IndicatorInputError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    topic = settings.indicators_topic
+    line = f"{topic} key={name}: {message.value.decode()}"
+    if dry_run:
+        typer.echo(f"would send to {line}")
+        return
+    _send_indicator(settings, message.key, message.value)
+    typer.echo(f"sent to {line}")
+
+
+def _send_indicator(settings: Settings, key: bytes, value: bytes) -> None:
+    """One message through the feed's producer (flushed before this returns)."""
+    from kafka.errors import KafkaError
+
+    from stream.local.feed import feed_to_kafka
+    from stream.local.simulator import SimMessage
+
+    topic = settings.indicators_topic
+    message = SimMessage(cast(Any, "indicators"), key, value, 0, 0, "event")
+    try:
+        stats = feed_to_kafka(
+            [message], settings.bootstrap_servers, {"indicators": topic}, pace=False
+        )
+    except KafkaError as exc:
+        console.print(f"[red]could not send to {settings.bootstrap_servers}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if stats.failed:
+        console.print(f"[red]Kafka did not accept the message for {topic}[/red]")
         raise typer.Exit(1)
 
 

@@ -22,8 +22,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from stream.codec import HELPDESK_TYPES, Decoder, Rejection
+from stream.export.indicator_metrics import IndicatorCollector
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
 from stream.export.order_metrics import OrderMetrics
+from stream.indicator_flow import IndicatorFlow, IndicatorResult
 from stream.kpi.contrib import Contribution, diff, session_contributions
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
@@ -109,10 +111,16 @@ class WorkerRuntime:
         self.shift_horizon: dict[int, int] = {}
         self._step_ms = math.gcd(*settings.window_sizes_ms)
         self.merger = WindowMerger(settings.partitions, format_rfc3339_ms)
+        self.indicators = IndicatorFlow(settings, self.metrics)
+        self.registry.register(
+            IndicatorCollector(self.indicators.snapshot, self.metrics.label_overflow)
+        )
         self.order_metrics = OrderMetrics(self.registry)
         self.orders = OrderFlow(settings, self.metrics, self.order_metrics)
         self.order_merger = WindowMerger(
-            settings.partitions, format_rfc3339_ms, values=order_window_values
+            settings.partitions,
+            format_rfc3339_ms,
+            values=lambda merged, _size: order_window_values(merged),
         )
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
@@ -586,6 +594,10 @@ class WorkerRuntime:
                 self._newest_event_ms[topic] = at
                 self.metrics.last_event_timestamp.labels(topic).set(at / 1000.0)
         return result
+
+    def process_indicator(self, raw: bytes | None, now_ms: int | None = None) -> IndicatorResult:
+        """One indicators.external message (see indicator_flow.py)."""
+        return self.indicators.process(raw, wall_ms() if now_ms is None else now_ms)
 
     def load_order_partitions(
         self,

@@ -2,6 +2,7 @@
 
 - tickets: ticket_id -> ticket state (the ticket state machine, with its seen event ids)
 - orders: order_id -> order state (its events, seen event ids, timers run out)
+- indicators: name -> the latest reports of an external indicator, per period
 - scopes: "agent:<id>" / "customer:<id>" -> recent event ids of events without a ticket
 - kpi_state: "<partition>|summary" (help-desk) and "orders|<partition>|summary" -> the
   marks of each input partition (its windows are rebuilt from tickets and orders)
@@ -22,6 +23,7 @@ from stream.settings import Settings
 class Tables:
     tickets: TableT[str, Any]
     orders: TableT[str, Any]
+    indicators: TableT[str, Any]
     scopes: TableT[str, Any]
     kpi_state: TableT[str, Any]
     window_merge: TableT[str, Any]
@@ -41,6 +43,8 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         tickets=table("tickets", "Ticket state by ticket_id."),
         orders=table("orders", "Order state by order_id."),
+        # Co-partitioned with the one-partition indicators.external topic.
+        indicators=table("indicators", "External indicator reports by name.", 1),
         scopes=table("scopes", "Recent event ids of events without a ticket."),
         kpi_state=table("kpi_state", "Per-partition KPI aggregates."),
         # Co-partitioned with the one-partition window-partials topic.

@@ -13,6 +13,7 @@ from stream.settings import Settings
 class Topics:
     helpdesk: faust.TopicT
     orders: faust.TopicT
+    indicators: faust.TopicT
     dlq: faust.TopicT
     partials: faust.TopicT
     kpi: faust.TopicT
@@ -39,6 +40,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             partitions=settings.partitions,
         ),
         orders=raw(settings.orders_topic, settings.partitions),
+        indicators=raw(settings.indicators_topic, 1),
         dlq=raw(settings.dlq_topic, 1),
         partials=raw(settings.partials_topic, 1),
         kpi=raw(settings.kpi_topic, 1),

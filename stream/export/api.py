@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.export.window_store import WindowStore
-from stream.kpi.catalogue import KPI_NAMES as WINDOW_KPI_NAMES
+from stream.kpi.catalogue import KPI_NAMES as TICKET_WINDOW_KPI_NAMES
 from stream.kpi.events import PRIORITIES
+from stream.kpi.order_catalogue import ORDER_KPI_NAMES
 from stream.kpi.sketch import QuantileSketch
 from stream.kpi.snapshot import QUANTILES, KpiSnapshot
 from stream.kpi.timefmt import TimestampError, parse_rfc3339_ms
 from stream.kpi.windows import format_duration_ms
 
 KPI_NAMES = ("tickets_active", "first_response", "sla")
+WINDOW_KPI_NAMES = (*TICKET_WINDOW_KPI_NAMES, *ORDER_KPI_NAMES, "external_indicator")
 _PARAMETERS = ("kpi", "window", "queue", "priority", "scope")
 # scope=all (the default): this worker's partitions and those of every other worker of
 # the group, merged; scope=local: this worker's only, with the sketches a merge needs.
@@ -234,6 +236,7 @@ _WINDOW_PARAMETERS = (
     "queue",
     "priority",
     "currency",
+    "channel",
     "final",
     "limit",
 )
@@ -251,6 +254,7 @@ class WindowsQuery:
     queue: str | None = None
     priority: str | None = None
     currency: str | None = None
+    channel: str | None = None
     final_only: bool = False
     limit: int = DEFAULT_LIMIT
 
@@ -312,6 +316,7 @@ def parse_windows_query(params: Mapping[str, str], windows: tuple[str, ...]) -> 
         queue=params.get("queue") or None,
         priority=priority,
         currency=params.get("currency") or None,
+        channel=params.get("channel") or None,
         final_only=final == "true",
         limit=limit,
     )
@@ -328,6 +333,7 @@ def windows_json(store: WindowStore, query: WindowsQuery) -> dict[str, Any]:
         queue=query.queue,
         priority=query.priority,
         currency=query.currency,
+        channel=query.channel,
         final_only=query.final_only,
         limit=query.limit + 1,
     )

@@ -135,17 +135,18 @@ class WindowStore:
         currency: str | None = None,
         final_only: bool = False,
         limit: int | None = None,
+        channel: str | None = None,
     ) -> list[dict[str, Any]]:
         """The stored messages that match, oldest window start first (then by KPI, window
         size and dimensions), at most `limit`.
 
         kpi, window: sets of names, None for all; window_start in [from_ms, to_ms);
-        queue, priority, currency: the message's dimension must have that value (a
+        queue, priority, currency, channel: the message's dimension must have that value (a
         message without that dimension does not match); final_only: only is_final ones.
         """
         kpis = None if kpi is None else set(kpi)
         windows = None if window is None else set(window)
-        wanted = {"queue": queue, "priority": priority, "currency": currency}
+        wanted = {"queue": queue, "priority": priority, "currency": currency, "channel": channel}
         wanted = {k: v for k, v in wanted.items() if v is not None}
         lo = from_ms if from_ms is not None else -(2**63)
         hi = to_ms if to_ms is not None else 2**63

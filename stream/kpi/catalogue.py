@@ -288,6 +288,20 @@ def _value_settled(dims: dict[str, str], m: Merged) -> list[KpiValue]:
     return out
 
 
+def carried_values(value: KpiValue) -> dict[str, Any] | None:
+    """What the next window's message of this KPI needs: H13's CSAT, for its change."""
+    if value.kpi == "csat":
+        return {"csat": value.values["csat"]}
+    return None
+
+
+def fill_change(value: KpiValue, previous: dict[str, Any] | None) -> None:
+    """H13: CSAT change against the previous window (None without one)."""
+    if value.kpi == "csat":
+        before = None if previous is None else previous.get("csat")
+        value.values["change"] = None if before is None else value.values["csat"] - before
+
+
 def message_key(kpi: str, size_ms: int, start_text: str, dims_text: str) -> str:
     return f"{kpi}/{format_duration_ms(size_ms)}|{dims_text}|{start_text}"
 

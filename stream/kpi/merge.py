@@ -27,7 +27,14 @@ from typing import Any
 
 import orjson
 
-from stream.kpi.catalogue import KpiValue, Merged, message, window_values
+from stream.kpi.catalogue import (
+    KpiValue,
+    Merged,
+    carried_values,
+    fill_change,
+    message,
+    window_values,
+)
 from stream.kpi.partition import parse_dims_key
 from stream.kpi.sketch import QuantileSketch
 
@@ -142,7 +149,13 @@ class WindowMerger:
     partitions: int
     fmt: Callable[[int], str]  # epoch ms -> RFC 3339 text
     # The KPI values of one window from its merged dimension sets (catalogue.py).
-    values: Callable[[dict[tuple[str, str], Merged]], list[KpiValue]] = window_values
+    values: Callable[[dict[tuple[str, str], Merged], int], list[KpiValue]] = lambda merged, _size: (
+        window_values(merged)
+    )
+    # What of a KPI value the next window's message needs (None: nothing), and how the
+    # change against the previous window is filled in (CSAT change, H8 growth).
+    carry: Callable[[KpiValue], dict[str, Any] | None] = carried_values
+    change: Callable[[KpiValue, dict[str, Any] | None], None] = fill_change
     # In memory, rebuilt from the table by `load`: which partials each window has.
     index: dict[WindowId, set[str]] = field(default_factory=dict)
     dirty: set[WindowId] = field(default_factory=set)
@@ -340,19 +353,20 @@ class WindowMerger:
         self, wid: WindowId, state: MutableMapping[str, Any], final: bool, emitted_at_ms: int
     ) -> list[Output]:
         size, start = wid
-        record = dict(state.get(record_key(size, start)) or {"m": {}, "csat": {}})
+        record = dict(state.get(record_key(size, start)) or {"m": {}, "prev": {}})
         emitted: dict[str, list[Any]] = dict(record["m"])
         previous = state.get(record_key(size, start - size)) or {}
-        previous_csat: dict[str, float] = previous.get("csat", {})
-        csat: dict[str, float] = {}
+        previous_carried: dict[str, dict[str, Any]] = previous.get("prev", {})
+        carried: dict[str, dict[str, Any]] = {}
         out: list[Output] = []
         seen: set[str] = set()
         stamp = self.fmt(emitted_at_ms)
-        for value in self.values(self._merged(wid, state)):
-            if value.kpi == "csat":
-                csat[value.dims_text] = value.values["csat"]
-                before = previous_csat.get(value.dims_text)
-                value.values["change"] = None if before is None else value.values["csat"] - before
+        for value in self.values(self._merged(wid, state), size):
+            name = f"{value.kpi}|{value.dims_text}"
+            kept = self.carry(value)
+            if kept is not None:
+                carried[name] = kept
+                self.change(value, previous_carried.get(name))
             key, body = message(value, size, start, 0, final, stamp, self.fmt)
             seen.add(key)
             digest = _digest(value.values)
@@ -369,5 +383,5 @@ class WindowMerger:
                 # Its revision is kept, so a value that comes back goes on counting.
                 emitted[key] = [old[0], None, final]
                 out.append((key, None))
-        state[record_key(size, start)] = {"m": emitted, "csat": csat}
+        state[record_key(size, start)] = {"m": emitted, "prev": carried}
         return out

@@ -81,7 +81,6 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-
 @pytest.mark.parametrize("kill", [False, True], ids=["straight", "killed-half-way"])
 def test_replayed_day_equals_the_oracle_through_a_kill_and_restart(
     kafka, isolated_env, start_worker, tmp_path: Path, kill: bool
