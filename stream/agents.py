@@ -68,6 +68,8 @@ def register_agents(
                     tables.kpi_state[key] = value
                 elif key in tables.kpi_state:
                     del tables.kpi_state[key]
+            for customer, value in result.activities:
+                await topics.customers.send(key=customer.encode(), value=value)
 
     @app.agent(topics.orders, name="order-events")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
@@ -75,6 +77,8 @@ def register_agents(
             message = event.message
             record_position(message)
             result = runtime.process_order(event.value, message.partition, tables.orders)
+            for customer, value in result.activities:
+                await topics.customers.send(key=customer.encode(), value=value)
             if result.rejection is not None:
                 await topics.dlq.send(
                     key=message.key,
@@ -118,11 +122,40 @@ def register_agents(
             for name, entry in result.state_writes.items():
                 tables.indicators[name] = entry
 
+    @app.agent(topics.customers, name="customer-activity")
+    async def customer_activity(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            record_position(message)
+            result = runtime.process_customer(
+                event.value or b"", message.partition, tables.customers
+            )
+            if result.malformed is not None:
+                await topics.dlq.send(
+                    key=message.key,
+                    value=event.value if event.value is not None else b"",
+                    headers=dlq_headers(
+                        "internal_message",
+                        result.malformed,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                    ),
+                )
+                continue
+            for key, value in result.state_writes.items():
+                tables.kpi_state[key] = value
+
     @app.timer(1.0, name="tick")
     async def tick() -> None:
-        sent = [
-            await topics.partials.send(value=orjson.dumps(message))
-            for message in runtime.tick(tickets=tables.tickets, orders=tables.orders)
+        messages = runtime.tick(
+            tickets=tables.tickets, orders=tables.orders, customers=tables.customers
+        )
+        sent = [await topics.partials.send(value=orjson.dumps(m)) for m in messages]
+        # The input partitions' time, for the customer partitions (customer_flow.py).
+        sent += [
+            await topics.customers.send(value=value, partition=part)
+            for part, value in runtime.upstream_marks()
         ]
         # Delivered before the marks that follow them are persisted (at the partition's
         # next event): a crash in between re-sends them, never loses them.
@@ -158,6 +191,11 @@ def register_agents(
             state,
             list(tables.orders.items()),
         )
+        runtime.load_customer_partitions(
+            [tp.partition for tp in assigned if tp.topic == runtime.settings.customers_topic],
+            state,
+            list(tables.customers.items()),
+        )
         runtime.indicators.load(
             any(tp.topic == runtime.settings.indicators_topic for tp in assigned),
             list(tables.indicators.items()),
@@ -179,5 +217,6 @@ def register_agents(
         "helpdesk": helpdesk_events,
         "orders": order_events,
         "indicators": indicator_events,
+        "customers": customer_activity,
         "merge": merge_windows,
     }

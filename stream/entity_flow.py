@@ -126,20 +126,30 @@ class EntityFlow:
         if refused == "duplicate":
             result.duplicate = True
             return result
-        kpis.observe(at_ms, now_ms)
+        self.observe(kpis, at_ms, now_ms)
         if refused == "full":
             result.dropped = True
         else:
             self._apply(partition, key, state, before, self.model.derive(state), table)
-        watermark = kpis.event_watermark_ms()
-        if watermark is not None:
-            for due_key, timer_id in self.timers.setdefault(partition, TimerIndex()).due(watermark):
-                self._expire(partition, due_key, timer_id, table, write=True)
+        self.run_due(partition, table)
         summary = self.windows.summary_write(partition)
         if summary is not None:
             result.state_writes[summary[0]] = summary[1]
         self._prune(partition, table)
         return result
+
+    def observe(self, kpis: PartitionKpis, at_ms: int, now_ms: int) -> None:
+        """An item's time moves its partition's event time (not so for customers)."""
+        kpis.observe(at_ms, now_ms)
+
+    def run_due(self, partition: int, table: MutableMapping[str, Any]) -> None:
+        """Expire the timers the partition's event watermark has passed (inside stream
+        iteration: the expiries are written to the table)."""
+        watermark = self.windows.partition(partition).event_watermark_ms()
+        if watermark is None:
+            return
+        for key, timer_id in self.timers.setdefault(partition, TimerIndex()).due(watermark):
+            self._expire(partition, key, timer_id, table, write=True)
 
     def _apply(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.codec import ORDER_TYPES, Decoder, Rejection
+from stream.customer_flow import activity
 from stream.entity_flow import EntityFlow, Timer
 from stream.export.metrics import PipelineMetrics
 from stream.export.order_metrics import OrderMetrics
@@ -70,6 +71,8 @@ class OrderResult:
     rejection: Rejection | None = None
     duplicate: bool = False
     state_writes: dict[str, Any] = field(default_factory=dict)  # kpi_state key -> value
+    # (customer id, value) for the customer-activity topic, repeats included.
+    activities: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class OrderFlow(EntityFlow):
@@ -93,6 +96,12 @@ class OrderFlow(EntityFlow):
             self.pipeline.rejected.labels(self.topic, decoded.reason.value).inc()
             return OrderResult(rejection=decoded)
         event = decoded
+        activities = []
+        kind = {"order.placed": "order", "customer.contacted": "contact"}.get(event.type)
+        if kind is not None and event.body.get("customer_id"):
+            customer = str(event.body["customer_id"])
+            value = activity(customer, event.event_id, event.occurred_at_ms, kind)
+            activities.append((customer, value))
         order_id = str(event.body["order_id"])
         applied = self.apply_item(order_id, event, event.occurred_at_ms, partition, table, now_ms)
         if applied.duplicate:
@@ -102,5 +111,8 @@ class OrderFlow(EntityFlow):
         else:
             self.pipeline.events.labels(self.topic, event.type).inc()
         return OrderResult(
-            event=event, duplicate=applied.duplicate, state_writes=applied.state_writes
+            event=event,
+            duplicate=applied.duplicate,
+            state_writes=applied.state_writes,
+            activities=activities,
         )

@@ -22,11 +22,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from stream.codec import HELPDESK_TYPES, Decoder, Rejection
+from stream.customer_flow import CustomerFlow, CustomerResult, activity, upstream_mark
+from stream.export.customer_metrics import ComplaintGrowthCollector, CustomerMetrics
 from stream.export.indicator_metrics import IndicatorCollector
 from stream.export.metrics import KpiCollector, PartitionProgress, PipelineMetrics
 from stream.export.order_metrics import OrderMetrics
 from stream.indicator_flow import IndicatorFlow, IndicatorResult
 from stream.kpi.contrib import Contribution, diff, session_contributions
+from stream.kpi.customer_catalogue import (
+    carried_customer_values,
+    customer_window_values,
+    fill_customer_change,
+)
 from stream.kpi.events import Event
 from stream.kpi.labels import OTHER, BoundedLabels
 from stream.kpi.merge import PrefixedState, WindowMerger
@@ -51,6 +58,7 @@ log = logging.getLogger(__name__)
 
 # The order merger's keys in the merge table (beside the help-desk merger's).
 ORDER_MERGE_PREFIX = "o:"
+CUSTOMER_MERGE_PREFIX = "c:"
 
 # Expired ticket states dropped per event at most: pruning keeps pace with the stream
 # without a pause after a long idle period.
@@ -81,6 +89,9 @@ class HelpdeskResult:
     rejection: Rejection | None = None
     duplicate: bool = False
     state_writes: dict[str, Any] = field(default_factory=dict)  # kpi_state key -> value/None
+    # (customer id, value) for the customer-activity topic: sent for repeats too, the
+    # customer side deduplicates (a crash may have lost the first send).
+    activities: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class WorkerRuntime:
@@ -115,6 +126,21 @@ class WorkerRuntime:
         self.registry.register(
             IndicatorCollector(self.indicators.snapshot, self.metrics.label_overflow)
         )
+        self.customer_metrics = CustomerMetrics(self.registry)
+        self.customers = CustomerFlow(settings, self.metrics, self.customer_metrics.count)
+        rules = settings.customer_rules()
+        self.customer_merger = WindowMerger(
+            settings.partitions,
+            format_rfc3339_ms,
+            values=lambda merged, size: customer_window_values(
+                merged, size, rules.retention_window_ms
+            ),
+            carry=carried_customer_values,
+            change=fill_customer_change,
+        )
+        # H8 of the newest final window of each size, for the gauges (merge worker only).
+        self.latest_growth: dict[str, dict[str, Any]] = {}
+        self.registry.register(ComplaintGrowthCollector(lambda: self.latest_growth))
         self.order_metrics = OrderMetrics(self.registry)
         self.orders = OrderFlow(settings, self.metrics, self.order_metrics)
         self.order_merger = WindowMerger(
@@ -240,6 +266,11 @@ class WorkerRuntime:
             result.duplicate = self._apply_ticket_event(
                 event, ticket_id, partition, tickets, now_ms
             )
+        if event.type == "ticket.created" and event.body.get("customer_id"):
+            complaint = event.body.get("subject_kind") == "complaint"
+            customer = str(event.body["customer_id"])
+            value = activity(customer, event.event_id, event.occurred_at_ms, "ticket", complaint)
+            result.activities.append((customer, value))
         if result.duplicate:
             self.metrics.duplicates.labels(topic).inc()
             return result
@@ -555,6 +586,7 @@ class WorkerRuntime:
         now_ms: int | None = None,
         tickets: MutableMapping[str, Any] | None = None,
         orders: MutableMapping[str, Any] | None = None,
+        customers: MutableMapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """What time alone does, once a second: SLA clocks run out, windows close.
 
@@ -564,7 +596,47 @@ class WorkerRuntime:
         """
         wall = wall_ms() if now_ms is None else now_ms
         self.expire_sla(wall, tickets)
-        return self.close_windows(wall) + self.orders.tick(wall, orders)
+        return (
+            self.close_windows(wall)
+            + self.orders.tick(wall, orders)
+            + self.customers.tick(wall, customers)
+        )
+
+    def upstream_marks(self, now_ms: int | None = None) -> list[tuple[int, bytes]]:
+        """(customer partition, value): every input partition's marks, for every customer
+        partition, once a tick (a customer partition's time is the smallest of them)."""
+        wall = wall_ms() if now_ms is None else now_ms
+        clock = wall if self.settings.live else None
+        out = []
+        sources = (("h", self.helpdesk.partitions), ("o", self.orders.partitions))
+        for prefix, partitions in sources:
+            for number, kpis in sorted(partitions.items()):
+                event_ms, watermark = kpis.event_mark_ms(clock), kpis.watermark_ms(clock)
+                if event_ms is None or watermark is None:
+                    continue
+                value = upstream_mark(f"{prefix}{number}", event_ms, watermark)
+                out += [(p, value) for p in range(self.settings.partitions)]
+        return out
+
+    def process_customer(
+        self,
+        raw: bytes,
+        partition: int,
+        customers: MutableMapping[str, Any],
+        now_ms: int | None = None,
+    ) -> CustomerResult:
+        """One message of the customer-activity topic (see customer_flow.py)."""
+        return self.customers.process(
+            raw, partition, customers, wall_ms() if now_ms is None else now_ms
+        )
+
+    def load_customer_partitions(
+        self,
+        active: Iterable[int],
+        state: Iterable[tuple[str, Any]],
+        customers: Iterable[tuple[str, Any]],
+    ) -> None:
+        self.customers.load_customers(active, state, customers)
 
     def close_windows(self, wall: int) -> list[dict[str, Any]]:
         """Close windows on every owned partition; partials first, then the marks."""
@@ -574,6 +646,7 @@ class WorkerRuntime:
         """The messages of the last tick are in Kafka: their marks may be persisted."""
         self.helpdesk.delivered()
         self.orders.delivered()
+        self.customers.delivered()
 
     # --- orders -------------------------------------------------------------------
     def process_order(
@@ -613,6 +686,8 @@ class WorkerRuntime:
         self.merger.load(keys)
         n = len(ORDER_MERGE_PREFIX)
         self.order_merger.load(k[n:] for k in keys if k.startswith(ORDER_MERGE_PREFIX))
+        n = len(CUSTOMER_MERGE_PREFIX)
+        self.customer_merger.load(k[n:] for k in keys if k.startswith(CUSTOMER_MERGE_PREFIX))
 
     def merge_step(
         self, message: dict[str, Any], state: MutableMapping[str, Any], now_ms: int | None = None
@@ -620,13 +695,20 @@ class WorkerRuntime:
         """Apply one partial or marks message; return the KPI messages now due
         (a None message is a tombstone for the compacted topic)."""
         merger = self.merger
-        if message.get("source") == "orders":
+        source = message.get("source")
+        if source == "orders":
             merger, state = self.order_merger, PrefixedState(state, ORDER_MERGE_PREFIX)
+        elif source == "customers":
+            merger, state = self.customer_merger, PrefixedState(state, CUSTOMER_MERGE_PREFIX)
         stale = merger.stale_partials
         out = merger.step(message, state, wall_ms() if now_ms is None else now_ms)
         if merger.stale_partials > stale:
             self.metrics.stale_partials.inc(merger.stale_partials - stale)
         self.metrics.kpi_messages.inc(len(out))
+        if source == "customers":
+            for _, body in out:
+                if body and body["kpi"] == "complaint_growth" and body["is_final"]:
+                    self.latest_growth[body["window"]] = body["values"]
         return out
 
     # --- export -------------------------------------------------------------------
@@ -688,6 +770,11 @@ class WorkerRuntime:
             lag_records, lag_seconds = self._lag(orders, number, now)
             watermark = kpis.watermark_ms(now if self.settings.live else None)
             rows.append(PartitionProgress(orders, number, lag_records, lag_seconds, watermark))
+        for number, kpis in sorted(self.customers.partitions.items()):
+            topic = self.settings.customers_topic
+            lag_records, lag_seconds = self._lag(topic, number, now)
+            watermark = kpis.watermark_ms(now if self.settings.live else None)
+            rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
         if self.owns_merge:
             partials = self.settings.partials_topic
             lag_records, lag_seconds = self._lag(partials, 0, now)

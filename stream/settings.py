@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from stream.kpi.calendar import BusinessCalendar
+from stream.kpi.customers import CustomerRules
 from stream.kpi.sla import SlaPolicy
 from stream.kpi.windows import parse_duration_ms
 
@@ -61,6 +62,17 @@ class Settings(BaseSettings):
         "kpi-stream.window-partials",
         description="internal: per-partition window results on their way to the merge",
     )
+    customers_topic: str = Field(
+        "kpi-stream.customer-activity",
+        description="internal: help-desk and order activities re-keyed by customer (O7, O8, H8)",
+    )
+    conversion_window: str = Field(
+        "7d", description="O7: an order this long after a support contact converts it"
+    )
+    active_customer_window: str = Field(
+        "30d", description="H8: a customer is active this long after each order"
+    )
+    retention_window: str = Field("30d", description="O8: the window size of customer retention")
     partitions: int = Field(3, ge=1, le=1024, description="partitions of the input topics")
     replication_factor: int = Field(
         1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
@@ -157,7 +169,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_durations(self) -> Settings:
         durations = (*self.windows, self.grace, self.sla_warn, self.ticket_retention)
-        for text in (*durations, self.order_retention):
+        customer = (self.conversion_window, self.active_customer_window, self.retention_window)
+        for text in (*durations, self.order_retention, *customer):
             parse_duration_ms(text)  # raises ValueError naming the bad text
         parse_targets(self.sla_first_response)
         parse_targets(self.sla_resolution)
@@ -187,6 +200,20 @@ class Settings(BaseSettings):
     @property
     def ticket_retention_ms(self) -> int:
         return parse_duration_ms(self.ticket_retention)
+
+    def customer_rules(self) -> CustomerRules:
+        return CustomerRules(
+            conversion_ms=parse_duration_ms(self.conversion_window),
+            active_ms=parse_duration_ms(self.active_customer_window),
+            retention_window_ms=parse_duration_ms(self.retention_window),
+        )
+
+    @property
+    def customer_window_sizes_ms(self) -> tuple[int, ...]:
+        """The customer windows: the configured sizes and the retention window (O8)."""
+        retention = parse_duration_ms(self.retention_window)
+        sizes = self.window_sizes_ms
+        return sizes if retention in sizes else (*sizes, retention)
 
     @property
     def order_retention_ms(self) -> int:
@@ -225,6 +252,10 @@ class Settings(BaseSettings):
             TopicSpec(self.dlq_topic, 1, {"retention.ms": str(14 * 24 * 3600 * 1000)}),
             # One partition: the merge of a window sees every partition's partials in order.
             TopicSpec(self.partials_topic, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+            # Keyed by customer: one customer's activities meet on one partition.
+            TopicSpec(
+                self.customers_topic, self.partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}
+            ),
         ]
 
 

@@ -19,8 +19,15 @@ from stream.settings import Settings
 
 
 class SourceWindows:
-    def __init__(self, settings: Settings, source: str, summary_prefix: str = "") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: str,
+        summary_prefix: str = "",
+        sizes_ms: tuple[int, ...] | None = None,
+    ) -> None:
         self.settings = settings
+        self.sizes_ms = sizes_ms if sizes_ms is not None else settings.window_sizes_ms
         # Tags this source's messages on the partials topic ("" leaves them untagged:
         # the help-desk messages, as they were before orders had windows).
         self.source = source
@@ -38,7 +45,7 @@ class SourceWindows:
 
     def new_partition(self) -> PartitionKpis:
         return PartitionKpis(
-            window_sizes_ms=self.settings.window_sizes_ms,
+            window_sizes_ms=self.sizes_ms,
             grace_ms=self.settings.grace_ms,
             relative_accuracy=self.settings.sketch_relative_accuracy,
         )

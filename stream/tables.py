@@ -3,6 +3,7 @@
 - tickets: ticket_id -> ticket state (the ticket state machine, with its seen event ids)
 - orders: order_id -> order state (its events, seen event ids, timers run out)
 - indicators: name -> the latest reports of an external indicator, per period
+- customers: customer_id -> the customer's recent activities (tickets, contacts, orders)
 - scopes: "agent:<id>" / "customer:<id>" -> recent event ids of events without a ticket
 - kpi_state: "<partition>|summary" (help-desk) and "orders|<partition>|summary" -> the
   marks of each input partition (its windows are rebuilt from tickets and orders)
@@ -24,6 +25,7 @@ class Tables:
     tickets: TableT[str, Any]
     orders: TableT[str, Any]
     indicators: TableT[str, Any]
+    customers: TableT[str, Any]
     scopes: TableT[str, Any]
     kpi_state: TableT[str, Any]
     window_merge: TableT[str, Any]
@@ -43,6 +45,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         tickets=table("tickets", "Ticket state by ticket_id."),
         orders=table("orders", "Order state by order_id."),
+        customers=table("customers", "Customer activities by customer_id (O7, O8, H8)."),
         # Co-partitioned with the one-partition indicators.external topic.
         indicators=table("indicators", "External indicator reports by name.", 1),
         scopes=table("scopes", "Recent event ids of events without a ticket."),

@@ -14,6 +14,7 @@ class Topics:
     helpdesk: faust.TopicT
     orders: faust.TopicT
     indicators: faust.TopicT
+    customers: faust.TopicT
     dlq: faust.TopicT
     partials: faust.TopicT
     kpi: faust.TopicT
@@ -41,6 +42,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         ),
         orders=raw(settings.orders_topic, settings.partitions),
         indicators=raw(settings.indicators_topic, 1),
+        customers=raw(settings.customers_topic, settings.partitions),
         dlq=raw(settings.dlq_topic, 1),
         partials=raw(settings.partials_topic, 1),
         kpi=raw(settings.kpi_topic, 1),

@@ -155,9 +155,9 @@ def derive(state: CustomerState, rules: CustomerRules) -> CustomerView:
         first_in.setdefault(o // size, o)
     for k in windows:
         base_at = (k + 1) * size
-        facts.append(Contribution(base_at, NO_DIMS, "retention:base", 1, f"r{k}"))
+        facts.append(Contribution(base_at, NO_DIMS, "retention:base", 1, f"rb{k}"))
         if k + 1 in first_in:
-            facts.append(Contribution(first_in[k + 1], NO_DIMS, "retention:retained", 1, f"r{k}"))
+            facts.append(Contribution(first_in[k + 1], NO_DIMS, "retention:retained", 1, f"rr{k}"))
     return view
 
 

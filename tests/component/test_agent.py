@@ -25,7 +25,7 @@ def worker(tmp_path: Path) -> Worker:
     return built
 
 
-def test_agent_keeps_ticket_state_and_kpis(worker: Worker) -> None:
+def test_agent_keeps_ticket_state_and_kpis(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     events = [
         created("T1", T0, priority="high"),
         agent_reply("T1", T0 + 2 * MINUTE),
@@ -33,6 +33,15 @@ def test_agent_keeps_ticket_state_and_kpis(worker: Worker) -> None:
         ticket_event("ticket.solved", "T2", T0 + 3 * MINUTE, method="agent"),
         created("T1", T0, priority="high", event_id="dup-check"),  # a different id: applied
     ]
+
+    # The customer-activity topic is output here (the integration tests run it on Kafka):
+    # what the agent sends to it is recorded.
+    sent: list[tuple[bytes, dict[str, object]]] = []
+
+    async def record(key: bytes, value: bytes, **_: object) -> None:
+        sent.append((key, orjson.loads(value)))
+
+    monkeypatch.setattr(worker.topics.customers, "send", record)
 
     async def run() -> None:
         async with worker.agents["helpdesk"].test_context() as agent:
@@ -49,5 +58,11 @@ def test_agent_keeps_ticket_state_and_kpis(worker: Worker) -> None:
     assert tickets["T2"]["counted_as"] is None  # solved: no longer active
     snapshot = worker.runtime.snapshot()
     assert snapshot.active == {("billing", "high", "new"): 1}
+    # Every ticket.created becomes an activity of its customer, repeats included.
+    assert [(k, v["kind"], v["event_id"]) for k, v in sent] == [
+        (b"c-1", "ticket", events[0].event_id),
+        (b"c-1", "ticket", events[2].event_id),
+        (b"c-1", "ticket", "dup-check"),
+    ]
     summary = worker.tables.kpi_state["0|summary"]
     assert summary["final_through_ms"] == T0 - 10 * MINUTE  # the first watermark

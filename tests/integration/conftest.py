@@ -113,6 +113,7 @@ def isolated_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "KPI_KPI_TOPIC": f"{prefix}.kpi.windows.v1",
         "KPI_DLQ_TOPIC": f"{prefix}.dlq",
         "KPI_PARTIALS_TOPIC": f"{prefix}.window-partials",
+        "KPI_CUSTOMERS_TOPIC": f"{prefix}.customer-activity",
         "KPI_DATA_DIR": str(tmp_path / "worker"),
         # The test default; test_restart runs the production store (RocksDB) too.
         "KPI_STORE": "memory://",

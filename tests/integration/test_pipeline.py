@@ -316,6 +316,7 @@ def test_known_stream_gives_exact_metrics_and_dead_letters(
     assert owned == {
         env["KPI_HELPDESK_TOPIC"]: 3,
         env["KPI_ORDERS_TOPIC"]: 3,
+        env["KPI_CUSTOMERS_TOPIC"]: 3,
         env["KPI_PARTIALS_TOPIC"]: 1,
     }
     assert total(metrics, "kpistream_consumer_lag_records") == 0

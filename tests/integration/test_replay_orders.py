@@ -63,12 +63,12 @@ def simulated_month(path: Path) -> list[Any]:
 
 
 def owned_and_idle(workers: list[Any]) -> list[dict[str, Any]] | None:
-    """Every worker's metrics once they own all 7 partitions between them (help-desk and
-    orders, 3 each, and the merge's) and none has lag left."""
+    """Every worker's metrics once they own all 10 partitions between them (help-desk,
+    orders and customer activity, 3 each, and the merge's) and none has lag left."""
     all_metrics = [samples(w.metrics_text()) for w in workers]
     owned = sum(total(m, "kpistream_partitions_owned") for m in all_metrics)
     lags = [v for m in all_metrics for _, v in m.get("kpistream_consumer_lag_records", [])]
-    return all_metrics if owned == 7 and len(lags) == 7 and not any(lags) else None
+    return all_metrics if owned == 10 and len(lags) == 10 and not any(lags) else None
 
 
 def test_a_month_of_orders_equals_the_oracle_on_two_workers(
@@ -108,7 +108,11 @@ def test_a_month_of_orders_equals_the_oracle_on_two_workers(
     for m in metrics:
         for labels, value in m.get("kpistream_watermark_timestamp_seconds", []):
             marks.setdefault(labels["topic"], []).append(value)
-    assert set(marks) == {env["KPI_HELPDESK_TOPIC"], env["KPI_ORDERS_TOPIC"]}
+    assert set(marks) == {
+        env["KPI_HELPDESK_TOPIC"],
+        env["KPI_ORDERS_TOPIC"],
+        env["KPI_CUSTOMERS_TOPIC"],
+    }
 
     events: dict[str, list[dict[str, Any]]] = {"helpdesk": [], "orders": []}
     for m in messages:

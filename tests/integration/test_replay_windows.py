@@ -69,8 +69,8 @@ def caught_up(worker: Any) -> dict[str, Any] | None:
     and the merge's) and has no lag left on any."""
     metrics = samples(worker.metrics_text())
     lags = metrics.get("kpistream_consumer_lag_records", [])
-    # Help-desk and order partitions (3 each) and the merge's one.
-    owned = total(metrics, "kpistream_partitions_owned") == 7 and len(lags) == 7
+    # Help-desk, order and customer-activity partitions (3 each) and the merge's one.
+    owned = total(metrics, "kpistream_partitions_owned") == 10 and len(lags) == 10
     return metrics if owned and all(value == 0 for _, value in lags) else None
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
@@ -199,7 +199,7 @@ def delivery(draw: Any) -> tuple[list[dict[str, Any]], list[str]]:
     stream = [
         e for _, e in sorted(zip(delays, events, strict=True), key=lambda p: p[1]["t"] + p[0])
     ]
-    for _ in range(draw(st.integers(0, 5))):
+    for _ in range(draw(st.integers(0, 5)) if stream else 0):
         source = draw(st.integers(0, len(stream) - 1))
         target = draw(st.integers(source + 1, len(stream)))
         if stream[source]["t"] + MAX_DELAY_MS >= max(e["t"] for e in stream[:target]):
@@ -325,6 +325,7 @@ def run(stream: list[dict[str, Any]], ticks: list[str], partitions: int) -> Harn
 @given(delivery(), st.sampled_from([1, 2]))
 def test_final_order_windows_equal_the_oracle(case: Any, partitions: int) -> None:
     stream, ticks = case
+    assume(stream)  # an order may come with no event at all
     harness = run(stream, ticks, partitions)
 
     assert harness.finished_late() == 0  # nothing beyond grace

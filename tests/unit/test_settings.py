@@ -23,6 +23,7 @@ def test_defaults_describe_the_local_demo(monkeypatch: pytest.MonkeyPatch) -> No
         "kpi.windows.v1",
         "kpi-stream.dlq",
         "kpi-stream.window-partials",
+        "kpi-stream.customer-activity",
     ]
 
 
