@@ -1,9 +1,9 @@
 """A simulated month of orders and tickets (over 100,000 messages: 1 % duplicates, 5 % of
 events out of order by up to 5 minutes, 0.1 % malformed) replayed with `kpi replay`
 into a real broker and two workers that share the partitions of both topics: every
-final order window (O1-O6) and help-desk window on kpi.windows.v1 equals what the batch
-oracles compute from the same file, and the order counters summed over both workers'
-/metrics count every placement once.
+final order window (O1-O6), customer-join window (O7, O8, H8) and help-desk window on
+kpi.windows.v1 equals what the batch oracles compute from the same file, and the order
+counters summed over both workers' /metrics count every placement once.
 
 `scripts/test -m integration -k month_of_orders -s` prints the throughput.
 """
@@ -25,6 +25,7 @@ from stream.local.feed import feed_to_file
 from stream.local.simulator import SimConfig, simulate
 from stream.report import read_kpi_topic
 from tests.conftest import free_port
+from tests.oracle_customers import assert_customer_windows_match, compute_customer_windows
 from tests.oracle_orders import assert_order_windows_match, compute_order_windows
 from tests.oracle_windows import assert_windows_match, compute_windows
 from tests.scrape import samples, total
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 T0 = 1_456_790_400_000  # 2016-03-01T00:00:00Z
 HOUR, DAY = 3_600_000, 86_400_000
 SIZES_MS = (HOUR, DAY)
+CUSTOMER_KPIS = {"conversion_after_contact", "customer_retention", "complaint_growth"}
 ORDER_KPIS = {
     "orders",
     "order_confirmation_time",
@@ -120,7 +122,8 @@ def test_a_month_of_orders_equals_the_oracle_on_two_workers(
             body = orjson.loads(m.value)
             events[m.topic].append({**body, "t": parse_rfc3339_ms(body["occurred_at"])})
     order_messages = [v for v in latest.values() if v["kpi"] in ORDER_KPIS]
-    ticket_messages = [v for v in latest.values() if v["kpi"] not in ORDER_KPIS]
+    customer_messages = [v for v in latest.values() if v["kpi"] in CUSTOMER_KPIS]
+    ticket_messages = [v for v in latest.values() if v["kpi"] not in ORDER_KPIS | CUSTOMER_KPIS]
 
     orders_final = int(min(marks[env["KPI_ORDERS_TOPIC"]]) * 1000)
     assert orders_final >= T0 + 29 * DAY
@@ -136,6 +139,19 @@ def test_a_month_of_orders_equals_the_oracle_on_two_workers(
     tickets_final = int(min(marks[env["KPI_HELPDESK_TOPIC"]]) * 1000)
     expected_tickets = compute_windows(events["helpdesk"], SIZES_MS)
     assert_windows_match(ticket_messages, expected_tickets, final_through_ms=tickets_final)
+
+    # The joins by customer (O7, O8, H8), in the customer partitions' time: the smallest
+    # of the input partitions'.
+    customers_final = int(min(marks[env["KPI_CUSTOMERS_TOPIC"]]) * 1000)
+    assert customers_final >= T0 + 29 * DAY
+    expected_customers = compute_customer_windows(
+        events["helpdesk"], events["orders"], SIZES_MS, retention_ms=30 * DAY
+    )
+    assert_customer_windows_match(
+        customer_messages, expected_customers, final_through_ms=customers_final
+    )
+    compared = {v["kpi"] for v in customer_messages if v["is_final"]}
+    assert compared >= {"conversion_after_contact", "complaint_growth"}
 
     # Live counters, summed over the workers: every placement counted once.
     placements = {e["event_id"] for e in events["orders"] if e["type"] == "order.placed"}
