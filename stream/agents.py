@@ -115,6 +115,11 @@ def register_agents(
                 await topics.kpi.send(key=k.encode(), value=None if b is None else orjson.dumps(b))
                 for k, b in result.kpi_messages
             ]
+            # A customer count also goes to the merge (H8's customer base).
+            sent += [
+                await topics.partials.send(value=orjson.dumps(m))
+                for m in runtime.merge_inputs(result)
+            ]
             for pending in sent:
                 await pending
             # After the KPI messages are in Kafka: a crash in between repeats the report
@@ -204,6 +209,7 @@ def register_agents(
             tp.topic == runtime.settings.partials_topic for tp in app.assignor.assigned_actives()
         )
         runtime.load_merge_state(list(tables.window_merge.keys()))
+        runtime.load_customer_counts(list(tables.window_merge.items()))
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 
     def highwater(topic: str, partition: int) -> int | None:

@@ -22,7 +22,6 @@ import orjson
 from stream.entity_flow import EntityFlow, Timer
 from stream.export.metrics import PipelineMetrics
 from stream.kpi import customers
-from stream.kpi.partition import PartitionKpis
 from stream.settings import Settings
 from stream.source_windows import SourceWindows
 
@@ -116,8 +115,9 @@ class CustomerFlow(EntityFlow):
         self.earliest: dict[int, int] = {}
         self.expected_upstreams = 2 * settings.partitions
 
-    def observe(self, kpis: PartitionKpis, at_ms: int, now_ms: int) -> None:
-        """Activity times do not move a customer partition's time (the marks do)."""
+    # Activity times do not move a customer partition's time: the input partitions'
+    # marks do (an activity may be far behind the other stream's time).
+    items_move_time = False
 
     def process(
         self, raw: bytes, partition: int, table: MutableMapping[str, Any], now_ms: int
@@ -177,4 +177,10 @@ class CustomerFlow(EntityFlow):
         self.load(active, state, table)
         # The persisted marks stand until every input partition has reported again.
         self.upstream = {p: {} for p in self.windows.partitions}
-        self.earliest = {}
+        # A partition with no persisted mark yet: its rebuilt windows must not be taken
+        # as final when the marks first arrive.
+        self.earliest = {
+            p: min(start for _, start in kpis.windows)
+            for p, kpis in self.windows.partitions.items()
+            if kpis.final_through_ms is None and kpis.windows
+        }

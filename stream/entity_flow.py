@@ -81,6 +81,9 @@ class ItemResult:
 
 
 class EntityFlow:
+    # An item's time moves its partition's event time (customers: the marks do).
+    items_move_time = True
+
     def __init__(
         self,
         settings: Settings,
@@ -139,8 +142,8 @@ class EntityFlow:
         return result
 
     def observe(self, kpis: PartitionKpis, at_ms: int, now_ms: int) -> None:
-        """An item's time moves its partition's event time (not so for customers)."""
-        kpis.observe(at_ms, now_ms)
+        if self.items_move_time:
+            kpis.observe(at_ms, now_ms)
 
     def run_due(self, partition: int, table: MutableMapping[str, Any]) -> None:
         """Expire the timers the partition's event watermark has passed (inside stream
@@ -265,8 +268,10 @@ class EntityFlow:
             view = self.model.derive(self.model.load(stored))
             contributions[number] += view.contributions
             kpis = rebuilt[number]
-            if view.newest_ms is not None and (kpis.max_event_ms or -(2**62)) < view.newest_ms:
-                kpis.max_event_ms = view.newest_ms
+            newest = view.newest_ms
+            if self.items_move_time and newest is not None:
+                # The marks are persisted once a tick; the entities know the newest time.
+                kpis.max_event_ms = max(kpis.max_event_ms or newest, newest)
             self.timers[number].update(key, self.model.timers(view))
             expires = self.model.expires_at_ms(view)
             if expires is not None:

@@ -132,12 +132,15 @@ class WorkerRuntime:
         self.customer_merger = WindowMerger(
             settings.partitions,
             format_rfc3339_ms,
-            values=lambda merged, size: customer_window_values(
-                merged, size, rules.retention_window_ms
+            values=lambda merged, size, start: customer_window_values(
+                merged, size, rules.retention_window_ms, start + size, self.customer_count_at
             ),
             carry=carried_customer_values,
             change=fill_customer_change,
         )
+        # The external customer_count indicator, by (period start, end): H8's customer
+        # base where reported (kept in the merge table, loaded with it).
+        self.customer_counts: dict[tuple[int, int], float] = {}
         # H8 of the newest final window of each size, for the gauges (merge worker only).
         self.latest_growth: dict[str, dict[str, Any]] = {}
         self.registry.register(ComplaintGrowthCollector(lambda: self.latest_growth))
@@ -146,7 +149,7 @@ class WorkerRuntime:
         self.order_merger = WindowMerger(
             settings.partitions,
             format_rfc3339_ms,
-            values=lambda merged, _size: order_window_values(merged),
+            values=lambda merged, _size, _start: order_window_values(merged),
         )
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
@@ -672,6 +675,26 @@ class WorkerRuntime:
         """One indicators.external message (see indicator_flow.py)."""
         return self.indicators.process(raw, wall_ms() if now_ms is None else now_ms)
 
+    def customer_count_at(self, at_ms: int) -> float | None:
+        """The reported customer count of the shortest period holding `at_ms`."""
+        holding = [(e - s, v) for (s, e), v in self.customer_counts.items() if s <= at_ms < e]
+        return min(holding)[1] if holding else None
+
+    def merge_inputs(self, result: IndicatorResult) -> list[dict[str, Any]]:
+        """What an indicator report gives the merge: a customer_count, for H8."""
+        change = result.change
+        if change is None or change.name != "customer_count":
+            return []
+        r = change.report
+        return [
+            {
+                "source": "customers",
+                "customer_count": r.value,
+                "period_start_ms": r.period_start_ms,
+                "period_end_ms": r.period_end_ms,
+            }
+        ]
+
     def load_order_partitions(
         self,
         active: Iterable[int],
@@ -689,6 +712,14 @@ class WorkerRuntime:
         n = len(CUSTOMER_MERGE_PREFIX)
         self.customer_merger.load(k[n:] for k in keys if k.startswith(CUSTOMER_MERGE_PREFIX))
 
+    def load_customer_counts(self, items: Iterable[tuple[str, Any]]) -> None:
+        """The customer counts the merge was given (merge table keys `c:cc|start|end`)."""
+        self.customer_counts = {}
+        for key, value in items:
+            if key.startswith(f"{CUSTOMER_MERGE_PREFIX}cc|") and value is not None:
+                _, start, end = key[len(CUSTOMER_MERGE_PREFIX) :].split("|")
+                self.customer_counts[(int(start), int(end))] = float(value)
+
     def merge_step(
         self, message: dict[str, Any], state: MutableMapping[str, Any], now_ms: int | None = None
     ) -> list[tuple[str, dict[str, Any] | None]]:
@@ -696,6 +727,11 @@ class WorkerRuntime:
         (a None message is a tombstone for the compacted topic)."""
         merger = self.merger
         source = message.get("source")
+        if "customer_count" in message:
+            period = (int(message["period_start_ms"]), int(message["period_end_ms"]))
+            self.customer_counts[period] = float(message["customer_count"])
+            state[f"{CUSTOMER_MERGE_PREFIX}cc|{period[0]}|{period[1]}"] = message["customer_count"]
+            return []
         if source == "orders":
             merger, state = self.order_merger, PrefixedState(state, ORDER_MERGE_PREFIX)
         elif source == "customers":

@@ -119,7 +119,9 @@ class SourceWindows:
                 self._sending_final[number] = kpis.final_through_ms
             messages += partials
             watermark, event_mark = kpis.watermark_ms(clock), kpis.event_mark_ms(clock)
-            if watermark is None or event_mark is None:
+            if watermark is None or event_mark is None or kpis.final_through_ms is None:
+                # No window can be sent yet: marks now would let the merge close windows
+                # this partition has not sent.
                 continue
             marks = (event_mark, watermark)
             # Marks after partials always: the merge emits what changed on them.

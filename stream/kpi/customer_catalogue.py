@@ -7,6 +7,7 @@ window's message needs of the previous window of the same size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stream.kpi.catalogue import KpiValue, Merged, _ratio
@@ -20,8 +21,15 @@ def _per_1000(count: int, customers: int) -> float | None:
 
 
 def customer_window_values(
-    merged: dict[Dims, Merged], size_ms: int, retention_window_ms: int
+    merged: dict[Dims, Merged],
+    size_ms: int,
+    retention_window_ms: int,
+    end_ms: int | None = None,
+    customer_count: Callable[[int], float | None] | None = None,
 ) -> list[KpiValue]:
+    """`customer_count(end_ms)`: the external `customer_count` indicator for the period
+    holding the window's end, if reported; it is then H8's customer base instead of
+    the customers with a recent order."""
     m = merged.get(NO_DIMS, Merged())
     whole = merged.get(ALL_DIMS)
     out: list[KpiValue] = []
@@ -36,6 +44,11 @@ def customer_window_values(
     tickets, complaints = m.n("tickets"), m.n("complaints")
     active = round(whole.active_end.get("customers", 0)) if whole else 0
     moved = bool(whole and round(whole.active_delta.get("customers", 0)))
+    external = None
+    if customer_count is not None and end_ms is not None:
+        external = customer_count(end_ms)
+    if external is not None:
+        active = round(external)
     if tickets or moved:
         growth: dict[str, Any] = {
             "tickets": tickets,
@@ -47,6 +60,7 @@ def customer_window_values(
             "complaint_growth": None,
             "customer_growth": None,
             "complaints_outgrow_customers": None,
+            "external_customer_count": int(external is not None),
         }
         out.append(KpiValue("complaint_growth", {}, growth, {}))
     return out

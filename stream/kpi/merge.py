@@ -149,8 +149,9 @@ class WindowMerger:
     partitions: int
     fmt: Callable[[int], str]  # epoch ms -> RFC 3339 text
     # The KPI values of one window from its merged dimension sets (catalogue.py).
-    values: Callable[[dict[tuple[str, str], Merged], int], list[KpiValue]] = lambda merged, _size: (
-        window_values(merged)
+    # (merged dimension sets, size_ms, start_ms) -> the window's KPI values.
+    values: Callable[[dict[tuple[str, str], Merged], int, int], list[KpiValue]] = (
+        lambda merged, _size, _start: window_values(merged)
     )
     # What of a KPI value the next window's message needs (None: nothing), and how the
     # change against the previous window is filled in (CSAT change, H8 growth).
@@ -361,7 +362,7 @@ class WindowMerger:
         out: list[Output] = []
         seen: set[str] = set()
         stamp = self.fmt(emitted_at_ms)
-        for value in self.values(self._merged(wid, state), size):
+        for value in self.values(self._merged(wid, state), size, start):
             name = f"{value.kpi}|{value.dims_text}"
             kept = self.carry(value)
             if kept is not None:

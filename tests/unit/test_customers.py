@@ -81,3 +81,47 @@ def test_duplicates_are_refused_and_old_activities_fall_out_of_the_look_back() -
     far = T0 + RULES.lookback_ms + RULES.retention_window_ms + DAY
     assert add_activity(state, {"event_id": "late", "t": far, "kind": "order"}, RULES) is None
     assert [a[2] for a in state.activities] == ["late"]
+
+
+def test_the_external_customer_count_is_the_h8_base_where_reported() -> None:
+    from stream.kpi.catalogue import Merged
+    from stream.kpi.contrib import ALL_DIMS, NO_DIMS
+    from stream.kpi.customer_catalogue import customer_window_values
+
+    merged = {
+        NO_DIMS: Merged(counts={"tickets": 6, "complaints": 3}),
+        ALL_DIMS: Merged(active_end={"customers": 40}, active_delta={"customers": 1}),
+    }
+    day = 86_400_000
+    by_orders = customer_window_values(merged, day, 30 * day, T0 + day, lambda _end: None)
+    by_count = customer_window_values(merged, day, 30 * day, T0 + day, lambda _end: 1500.0)
+    growth = {v.kpi: v.values for v in by_orders}["complaint_growth"]
+    assert growth["active_customers"] == 40
+    assert growth["complaints_per_1000"] == 75.0
+    assert growth["external_customer_count"] == 0
+    external = {v.kpi: v.values for v in by_count}["complaint_growth"]
+    assert external["active_customers"] == 1500
+    assert external["complaints_per_1000"] == 2.0
+    assert external["external_customer_count"] == 1
+
+
+def test_the_merge_takes_a_customer_count_for_the_periods_it_covers() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stream.runtime import WorkerRuntime
+    from stream.settings import Settings
+
+    runtime = WorkerRuntime(Settings(live=False), CollectorRegistry())
+    state: dict[str, object] = {}
+    message = {
+        "source": "customers",
+        "customer_count": 1200,
+        "period_start_ms": T0,
+        "period_end_ms": T0 + 30 * DAY,
+    }
+    assert runtime.merge_step(message, state, 0) == []
+    assert runtime.customer_count_at(T0 + DAY) == 1200.0
+    assert runtime.customer_count_at(T0 + 31 * DAY) is None
+    restarted = WorkerRuntime(Settings(live=False), CollectorRegistry())
+    restarted.load_customer_counts(state.items())
+    assert restarted.customer_count_at(T0) == 1200.0
