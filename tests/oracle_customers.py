@@ -30,6 +30,8 @@ Readings of the spec that the oracle fixes (each is a choice where the text allo
   window, is not the doc's vocabulary: it names no such event.)
 - H8, "the previous window of the same size": the window starting one size earlier; when
   that window has no complaint_growth message, every "against the previous" value is null.
+- H8 with the external `customer_count` indicator as the base is out of the oracle's
+  scope: it takes no indicators, so `external_customer_count` is always 0.
 - O8: a customer_retention message for each retention window with a base (a customer
   with an order in the window before); nothing for a window without one.
 
@@ -239,6 +241,9 @@ def _complaint_windows(
                 if complaint_growth is None or customer_growth is None
                 else int(complaint_growth > customer_growth)
             )
+            # The base is always the customers with a recent order: the oracle takes no
+            # external customer_count indicator.
+            values["external_customer_count"] = 0
             windows[("complaint_growth", size, start, ALL)] = values
     return windows
 

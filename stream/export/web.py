@@ -107,7 +107,11 @@ def register_pages(
     @app.page("/kpis/windows", name="kpi-windows")
     async def kpi_windows(view: Any, request: Any) -> Any:
         try:
-            query = parse_windows_query(dict(request.query), runtime.settings.windows)
+            # The configured sizes, and the customer retention window (O8).
+            windows = tuple(
+                dict.fromkeys((*runtime.settings.windows, runtime.settings.retention_window))
+            )
+            query = parse_windows_query(dict(request.query), windows)
         except QueryError as exc:
             return _bad_request(exc)
         body = orjson.dumps(windows_json(store, query))

@@ -242,6 +242,7 @@ def test_active_customers_at_window_end_with_overlapping_orders_and_the_30_day_e
         "complaint_growth": None,
         "customer_growth": -1.0,
         "complaints_outgrow_customers": None,
+        "external_customer_count": 0,
     }
 
 
@@ -312,6 +313,7 @@ def test_tickets_per_1000_without_active_customers_is_null() -> None:
         "complaint_growth": None,
         "customer_growth": None,
         "complaints_outgrow_customers": None,
+        "external_customer_count": 0,
     }
 
 
@@ -342,6 +344,7 @@ def test_complaint_growth_customer_growth_and_the_flag() -> None:
         "complaint_growth": None,
         "customer_growth": None,
         "complaints_outgrow_customers": None,
+        "external_customer_count": 0,
     }
     one = growth(windows, day[1])
     assert one == {
@@ -354,6 +357,7 @@ def test_complaint_growth_customer_growth_and_the_flag() -> None:
         "complaint_growth": 0.5,
         "customer_growth": 0.5,
         "complaints_outgrow_customers": 0,  # equal growth is not above
+        "external_customer_count": 0,
     }
     two = growth(windows, day[2])
     assert two["complaints_per_1000"] == pytest.approx(4000 / 3)
