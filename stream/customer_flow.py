@@ -174,13 +174,21 @@ class CustomerFlow(EntityFlow):
         state: Any,
         table: Any,
     ) -> None:
-        self.load(active, state, table)
+        entries = list(table)
+        self.load(active, state, entries)
         # The persisted marks stand until every input partition has reported again.
         self.upstream = {p: {} for p in self.windows.partitions}
-        # A partition with no persisted mark yet: its rebuilt windows must not be taken
-        # as final when the marks first arrive.
-        self.earliest = {
-            p: min(start for _, start in kpis.windows)
-            for p, kpis in self.windows.partitions.items()
-            if kpis.final_through_ms is None and kpis.windows
-        }
+        # A partition with no persisted mark yet: nothing its customers' activities
+        # imply (windows now, periods that end later) may be taken as final when the
+        # marks first arrive.
+        self.earliest = {}
+        for _, stored in entries:
+            number = stored.get("_partition") if isinstance(stored, dict) else None
+            if not isinstance(number, int):
+                continue
+            kpis = self.windows.partitions.get(number)
+            if kpis is None or kpis.final_through_ms is not None:
+                continue
+            for activity in stored.get("activities", ()):
+                at = int(activity[0])
+                self.earliest[number] = min(self.earliest.get(number, at), at)

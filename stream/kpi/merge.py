@@ -252,7 +252,13 @@ class WindowMerger:
 
     def _reset(self, partition: int, from_ms: int, state: MutableMapping[str, Any]) -> None:
         """A partition was rebuilt: forget what it sent for windows that are not final
-        (ending after `from_ms`); it sends them all again."""
+        (ending after `from_ms`); it sends them all again.
+
+        Its marks go back to `from_ms` too: the rebuilt partition may be behind the
+        marks it reported before the crash (its final mark is persisted a little late),
+        and with those marks the merge would close and finalize the windows it just
+        forgot before the partition has sent them again. Its next marks move them on."""
+        state[f"mark|{partition}"] = [from_ms, from_ms]
         for wid, keys in self.index.items():
             if wid[0] + wid[1] <= from_ms:
                 continue

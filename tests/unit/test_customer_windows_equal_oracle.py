@@ -360,3 +360,108 @@ def test_final_customer_windows_equal_the_oracle(
         assert {"customer_retention", "complaint_growth"} <= compared
     if "ticket.created" in kinds:
         assert "complaint_growth" in compared
+
+
+# --------------------------------------------------------------------------------------
+# The smallest histories the property test found failing (with restarts), step by step.
+
+
+def id_on(partition: int, stem: str, partitions: int) -> str:
+    """An id (ticket or order) that lands on the given input partition."""
+    return next(
+        f"{stem}{i}" for i in range(10_000) if crc_partition(f"{stem}{i}", partitions) == partition
+    )
+
+
+def finish_and_compare(harness: Harness, events: list[dict[str, Any]]) -> None:
+    closing = closing_events(events, harness.partitions)
+    for event in closing:
+        harness.feed(event)
+    for _ in range(5):
+        harness.drain()
+        harness.tick()
+    everything = events + closing
+    expected = compute_customer_windows(
+        [e for e in everything if is_helpdesk(e)],
+        [e for e in everything if not is_helpdesk(e)],
+        SIZES_MS,
+    )
+    final_through = harness.final_through()
+    assert final_through is not None
+    assert_customer_windows_match(list(harness.topic.values()), expected, final_through)
+    assert harness.finished_late() == 0
+
+
+def restart_with_everything_committed(harness: Harness) -> None:
+    for queue in harness.uncommitted.values():
+        queue.clear()
+    harness.restart()
+
+
+def test_a_restart_keeps_a_final_partial_the_merge_has_while_another_partition_is_behind() -> None:
+    """Customer partition 1 sends the final partial of [D0, D0 + 1 h) (one ticket) and its
+    marks; partition 0 is still at D0, so the merge waits. The worker restarts before
+    partition 1 processes another message (its persisted marks are the older ones). The
+    rebuilt partition 1 resets from its persisted watermark (D0 - 10 min), which deletes
+    its partial in the merge, while the merge keeps partition 1's newer marks; when
+    partition 0 catches up the merge makes the window final without partition 1's
+    ticket, and partition 1's re-sent partial is then ignored as stale."""
+    n = 2
+    a, b = "c0", "c4"  # on customer partitions 1 and 0
+    assert (crc_partition(a, n), crc_partition(b, n)) == (1, 0)
+    first = [ticket_created("a", D0, a, id_on(0, "TA", n), None)]
+    later = []
+    for p in range(n):  # every input partition: an event of b at D0 and at D0 + 1 d
+        first.append(ticket_created(f"h{p}", D0, b, id_on(p, "TB", n), None))
+        first.append(order_placed(f"o{p}", D0, b, id_on(p, "OB", n)) | {"channel": "web"})
+        later.append(ticket_created(f"H{p}", D0 + DAY, b, id_on(p, "TC", n), None))
+        later.append(order_placed(f"O{p}", D0 + DAY, b, id_on(p, "OC", n)) | {"channel": "web"})
+    harness = Harness(n, random.Random(0))
+    for event in first:
+        harness.feed(event)
+    harness.tick()  # upstream marks at D0
+    harness.drain()  # both customer partitions at D0 (persisted)
+    harness.tick()
+    for event in later:
+        harness.feed(event)
+    harness.tick()  # upstream marks at D0 + 1 d
+    harness.consume(1)  # partition 1 at D0 + 1 d, partition 0 still at D0
+    harness.tick()  # partition 1: final partial of [D0, D0 + 1 h), marks
+    restart_with_everything_committed(harness)
+    harness.tick()  # the rebuilt partitions reset
+    harness.consume(0)  # partition 0 catches up
+    for _ in range(4):
+        harness.tick()
+        harness.drain()
+    # Oracle: complaint_growth 1h [D0, D0 + 1 h) has 3 tickets (a's and b's two).
+    finish_and_compare(harness, first + later)
+
+
+def test_a_conversion_period_that_ends_after_a_restart_is_not_late() -> None:
+    """One customer.contacted at D0 + 1 h (customer partition 1), processed with the
+    marks before a restart; after it, every input partition moves to D0 + 30 d. The
+    unconverted period ends at D0 + 7 d + 1 h: it must count (contacted 1, converted 0)
+    in the 1h and 1d windows holding its end. It is counted late instead and those
+    windows have no conversion_after_contact message (with one partition it is fine)."""
+    n = 2
+    contact = _envelope("k", "customer.contacted", D0 + HOUR, "c1") | {
+        "order_id": id_on(0, "OK", n)
+    }
+    later = []
+    for p in range(n):
+        later.append(ticket_created(f"h{p}", D0 + MONTH, "c9", id_on(p, "TB", n), None))
+        later.append(
+            order_placed(f"o{p}", D0 + MONTH, "c9", id_on(p, "OB", n)) | {"channel": "web"}
+        )
+    harness = Harness(n, random.Random(0))
+    harness.feed(contact)
+    harness.tick()
+    harness.drain()  # the contact and the marks (D0 + 1 h of the one input partition)
+    restart_with_everything_committed(harness)
+    harness.tick()
+    for event in later:
+        harness.feed(event)
+    for _ in range(4):
+        harness.drain()
+        harness.tick()
+    finish_and_compare(harness, [contact, *later])
