@@ -157,6 +157,14 @@ def test_a_month_of_orders_equals_the_oracle_on_two_workers(
     placements = {e["event_id"] for e in events["orders"] if e["type"] == "order.placed"}
     summed = sum(total(m, "kpistream_orders_placed_total") for m in metrics)
     assert summed == len(placements)
+    # Deliveries against a promise (O6), summed over both workers: the oracle's daily
+    # windows hold each of them once.
+    delivered = sum(
+        v["delivered"]
+        for (kpi, size, _, dims), v in expected_orders.items()
+        if kpi == "on_time_delivery" and size == DAY and dims == ()
+    )
+    assert sum(total(m, "kpistream_order_deliveries_total") for m in metrics) == delivered
 
     print(
         f"\nreplayed {len(messages):,} messages of a month ({len(events['orders']):,} order "
