@@ -37,3 +37,34 @@ def test_compose_runs_the_same_kafka_as_the_local_broker() -> None:
     for service in services.values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:")
+
+
+def test_every_file_compose_mounts_exists_and_the_services_find_each_other() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is missing"
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    # The rule files, where the prometheus service mounts them beside its config.
+    for rule_file in prometheus["rule_files"]:
+        assert (ROOT / "deploy/prometheus" / rule_file).exists(), rule_file
+    # Scrape and alerting targets are compose services on the ports they listen on.
+    listens = {"worker": Settings().web_port, "alertmanager": 9093}
+    targets = [
+        t
+        for job in prometheus["scrape_configs"]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    ] + [
+        t
+        for am in prometheus["alerting"]["alertmanagers"]
+        for c in am["static_configs"]
+        for t in c["targets"]
+    ]
+    for target in targets:
+        host, port = target.split(":")
+        assert host in services, f"{target}: no compose service {host}"
+        assert int(port) == listens[host], f"{target}: {host} listens on {listens[host]}"
+    assert services["prometheus"]["volumes"][0].endswith(":/etc/prometheus/prometheus.yml:ro")
