@@ -42,6 +42,15 @@ def register_agents(
             int(message.timestamp * 1000) if message.timestamp else None,
         )
 
+    async def dead_letter(event: Any, reason: str, detail: str) -> None:
+        """The raw message to the dead-letter topic, with why and where it came from."""
+        message = event.message
+        await topics.dlq.send(
+            key=message.key,
+            value=event.value if event.value is not None else b"",
+            headers=dlq_headers(reason, detail, message.topic, message.partition, message.offset),
+        )
+
     @app.agent(topics.helpdesk, name="helpdesk-events")
     async def helpdesk_events(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -51,17 +60,7 @@ def register_agents(
                 event.value, message.partition, tables.tickets, tables.scopes
             )
             if result.rejection is not None:
-                await topics.dlq.send(
-                    key=message.key,
-                    value=event.value if event.value is not None else b"",
-                    headers=dlq_headers(
-                        result.rejection.reason.value,
-                        result.rejection.detail,
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                    ),
-                )
+                await dead_letter(event, result.rejection.reason.value, result.rejection.detail)
                 continue
             for key, value in result.state_writes.items():
                 if value is not None:
@@ -80,17 +79,7 @@ def register_agents(
             for customer, value in result.activities:
                 await topics.customers.send(key=customer.encode(), value=value)
             if result.rejection is not None:
-                await topics.dlq.send(
-                    key=message.key,
-                    value=event.value if event.value is not None else b"",
-                    headers=dlq_headers(
-                        result.rejection.reason.value,
-                        result.rejection.detail,
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                    ),
-                )
+                await dead_letter(event, result.rejection.reason.value, result.rejection.detail)
                 continue
             for key, value in result.state_writes.items():
                 tables.kpi_state[key] = value
@@ -102,14 +91,7 @@ def register_agents(
             record_position(message)
             result = runtime.process_indicator(event.value)
             if result.dlq is not None:
-                reason, detail = result.dlq
-                await topics.dlq.send(
-                    key=message.key,
-                    value=event.value if event.value is not None else b"",
-                    headers=dlq_headers(
-                        reason, detail, message.topic, message.partition, message.offset
-                    ),
-                )
+                await dead_letter(event, *result.dlq)
                 continue
             sent = [
                 await topics.kpi.send(key=k.encode(), value=None if b is None else orjson.dumps(b))
@@ -136,17 +118,7 @@ def register_agents(
                 event.value or b"", message.partition, tables.customers
             )
             if result.malformed is not None:
-                await topics.dlq.send(
-                    key=message.key,
-                    value=event.value if event.value is not None else b"",
-                    headers=dlq_headers(
-                        "internal_message",
-                        result.malformed,
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                    ),
-                )
+                await dead_letter(event, "internal_message", result.malformed)
                 continue
             for key, value in result.state_writes.items():
                 tables.kpi_state[key] = value

@@ -795,22 +795,18 @@ class WorkerRuntime:
         and the window-partials partition while this worker runs the merge (a merge
         that falls behind delays every KPI message)."""
         now = wall_ms()
+        clock = now if self.settings.live else None
         rows = []
-        topic = self.settings.helpdesk_topic
-        for number, kpis in sorted(self.partitions.items()):
-            lag_records, lag_seconds = self._lag(topic, number, now)
-            watermark = kpis.watermark_ms(now if self.settings.live else None)
-            rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
-        for number, kpis in sorted(self.orders.partitions.items()):
-            orders = self.settings.orders_topic
-            lag_records, lag_seconds = self._lag(orders, number, now)
-            watermark = kpis.watermark_ms(now if self.settings.live else None)
-            rows.append(PartitionProgress(orders, number, lag_records, lag_seconds, watermark))
-        for number, kpis in sorted(self.customers.partitions.items()):
-            topic = self.settings.customers_topic
-            lag_records, lag_seconds = self._lag(topic, number, now)
-            watermark = kpis.watermark_ms(now if self.settings.live else None)
-            rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
+        sources = (
+            (self.settings.helpdesk_topic, self.partitions),
+            (self.settings.orders_topic, self.orders.partitions),
+            (self.settings.customers_topic, self.customers.partitions),
+        )
+        for topic, partitions in sources:
+            for number, kpis in sorted(partitions.items()):
+                lag_records, lag_seconds = self._lag(topic, number, now)
+                watermark = kpis.watermark_ms(clock)
+                rows.append(PartitionProgress(topic, number, lag_records, lag_seconds, watermark))
         if self.owns_merge:
             partials = self.settings.partials_topic
             lag_records, lag_seconds = self._lag(partials, 0, now)

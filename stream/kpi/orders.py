@@ -155,13 +155,13 @@ def derive(state: OrderState) -> OrderView:
     # O2: confirmed within the minute; missed when the minute passes unconfirmed, unless
     # the order was cancelled first.
     deadline = placed_at + CONFIRM_TARGET_MS
+    cancelled_in_time = cancelled is not None and cancelled[0] <= deadline
     if confirmed is not None and confirmed[0] <= deadline:
         fact(confirmed[0], "confirm_sla:met")
-    elif cancelled is not None and cancelled[0] <= deadline:
-        pass
     elif confirmed is not None or CONFIRM in state.expired:
-        fact(deadline, "confirm_sla:missed")
-    else:
+        if not cancelled_in_time:  # a cancelled order was not waiting
+            fact(deadline, "confirm_sla:missed")
+    elif not cancelled_in_time:
         view.timers.append(Timer(state.order_id, CONFIRM, deadline))
 
     # O4: a shipment notice within 15 minutes of the (first) shipment.
