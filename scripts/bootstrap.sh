@@ -2,8 +2,8 @@
 # - a virtualenv in .venv with kpi-stream installed (editable) and its extras
 # - Java 17+ and Maven are expected on the machine (the broker jars come from Maven
 #   Central the first time `kpi kafka up` runs)
-# - with KPI_SYSTEM_PACKAGES=1: Debian's prometheus and prometheus-alertmanager
-#   (promtool lints our /metrics exposition; later the rules and alert tests use them)
+# - Debian's prometheus and prometheus-alertmanager (promtool, amtool and the servers
+#   of the rule, alert and page tests) and chromium (the status page's test)
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
@@ -35,6 +35,8 @@ ensure_system_packages() {
   local missing=()
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  # Headless Chromium opens the status page in its test (and takes the README's picture).
+  command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then

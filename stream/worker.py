@@ -9,7 +9,8 @@ from stream.agents import register_agents
 from stream.app import make_app
 from stream.export.kpi_feed import KpiTopicFeed
 from stream.export.metrics import WindowStoreCollector
-from stream.export.web import register_pages
+from stream.export.status import HISTORY_INTERVAL_MS, StatusHistory
+from stream.export.web import register_pages, sample_status
 from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
@@ -36,7 +37,13 @@ class Worker:
             WindowStoreCollector(lambda: len(self.window_store), lambda: self.kpi_feed.lag_records)
         )
         self.app.task(self.kpi_feed.run)
-        register_pages(self.app, self.runtime, self.window_store)
+        # The status page's charts show the last minutes even to a page just opened.
+        self.status_history = StatusHistory()
+        self.app.timer(HISTORY_INTERVAL_MS / 1000, name="status-history")(self._sample_status)
+        register_pages(self.app, self.runtime, self.window_store, self.status_history)
+
+    async def _sample_status(self) -> None:
+        sample_status(self.runtime, self.status_history)
 
     def run(self, loglevel: str = "info") -> None:
         """Run until SIGINT/SIGTERM; Faust stops the agents and commits on the way out."""

@@ -1,9 +1,12 @@
 """The worker's HTTP endpoints: /metrics for Prometheus, /health, /kpis and
-/kpis/windows (JSON)."""
+/kpis/windows (JSON), and the live status page (/ and /status.json)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import aiohttp
@@ -20,6 +23,7 @@ from stream.export.api import (
     parse_windows_query,
     windows_json,
 )
+from stream.export.status import Sample, StatusHistory, status_summary
 from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
 
@@ -67,9 +71,40 @@ async def _ask_peers(
     return answers, unreachable
 
 
+def registry_samples(runtime: WorkerRuntime) -> Iterator[Sample]:
+    """Every sample /metrics would show, as (name, labels, value)."""
+    for family in runtime.registry.collect():
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
+
+
+def sample_status(runtime: WorkerRuntime, history: StatusHistory) -> dict[str, Any]:
+    """The status page's summary now, also kept in the history of its charts."""
+    summary = status_summary(registry_samples(runtime), int(time.time() * 1000))
+    history.add(summary)
+    return summary
+
+
+STATUS_PAGE = resources.files("stream.export").joinpath("status_page.html").read_bytes()
+
+
 def register_pages(
-    app: faust.App, runtime: WorkerRuntime, window_store: WindowStore | None = None
+    app: faust.App,
+    runtime: WorkerRuntime,
+    window_store: WindowStore | None = None,
+    status_history: StatusHistory | None = None,
 ) -> None:
+    history = status_history if status_history is not None else StatusHistory()
+
+    @app.page("/", name="status-page")
+    async def status_page(view: Any, request: Any) -> Any:
+        return aioweb.Response(body=STATUS_PAGE, content_type="text/html", charset="utf-8")
+
+    @app.page("/status.json", name="status-json")
+    async def status_json(view: Any, request: Any) -> Any:
+        body = {**sample_status(runtime, history), "history": history.as_json()}
+        return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
+
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
         return aioweb.Response(
