@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import faust
+from aiokafka.client import AIOKafkaClient
 from prometheus_client import CollectorRegistry
 
 from stream.agents import register_agents
 from stream.app import make_app
+from stream.export.broker_health import BrokerHealth, BrokerHealthCollector, probe_forever
 from stream.export.kpi_feed import KpiTopicFeed
 from stream.export.metrics import WindowStoreCollector
 from stream.export.status import HISTORY_INTERVAL_MS, StatusHistory
@@ -37,10 +39,26 @@ class Worker:
             WindowStoreCollector(lambda: len(self.window_store), lambda: self.kpi_feed.lag_records)
         )
         self.app.task(self.kpi_feed.run)
+        # An outage of the broker shows in /metrics and /health while it lasts.
+        self.broker_health = BrokerHealth()
+        self.runtime.registry.register(BrokerHealthCollector(self.broker_health))
+        self.app.task(self._probe_broker)
         # The status page's charts show the last minutes even to a page just opened.
         self.status_history = StatusHistory()
         self.app.timer(HISTORY_INTERVAL_MS / 1000, name="status-history")(self._sample_status)
-        register_pages(self.app, self.runtime, self.window_store, self.status_history)
+        register_pages(
+            self.app, self.runtime, self.window_store, self.status_history, self.broker_health
+        )
+
+    async def _probe_broker(self) -> None:
+        def client() -> AIOKafkaClient:
+            return AIOKafkaClient(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                client_id=f"{self.settings.app_id}-health",
+                request_timeout_ms=5_000,
+            )
+
+        await probe_forever(self.broker_health, client)
 
     async def _sample_status(self) -> None:
         sample_status(self.runtime, self.status_history)

@@ -23,6 +23,7 @@ from stream.export.api import (
     parse_windows_query,
     windows_json,
 )
+from stream.export.broker_health import BrokerHealth
 from stream.export.status import Sample, StatusHistory, status_summary
 from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
@@ -93,6 +94,7 @@ def register_pages(
     runtime: WorkerRuntime,
     window_store: WindowStore | None = None,
     status_history: StatusHistory | None = None,
+    broker_health: BrokerHealth | None = None,
 ) -> None:
     history = status_history if status_history is not None else StatusHistory()
 
@@ -113,7 +115,13 @@ def register_pages(
 
     @app.page("/health")
     async def health(view: Any, request: Any) -> Any:
-        body = {"status": "ok", "partitions": sorted(runtime.partitions)}
+        # Always 200 while the process serves: a liveness probe must not restart a
+        # worker because Kafka is away (it reconnects by itself); "degraded" says so.
+        body: dict[str, Any] = {"status": "ok", "partitions": sorted(runtime.partitions)}
+        if broker_health is not None:
+            body["kafka"] = broker_health.as_json(int(time.time() * 1000))
+            if broker_health.reachable is False:
+                body["status"] = "degraded"
         return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def kpis(view: Any, request: Any) -> Any:

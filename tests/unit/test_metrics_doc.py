@@ -9,6 +9,7 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.export.broker_health import BrokerHealth, BrokerHealthCollector
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
 from tests.unit.helpers import MINUTE, T0, agent_reply, created, ticket_event
@@ -29,6 +30,9 @@ def test_every_exposed_family_is_documented_with_help() -> None:
         runtime.process_helpdesk(orjson.dumps(event.body), 0, {}, {}, now_ms=0)
     runtime.process_helpdesk(b"{broken", 0, {}, {}, now_ms=0)
     runtime.tick(now_ms=0)
+    broker = BrokerHealth()
+    broker.observe(True, 0)
+    runtime.registry.register(BrokerHealthCollector(broker))  # as the worker does
     text = generate_latest(runtime.registry).decode()
     documented = set(re.findall(r"`(kpistream_[a-z_]+)`", DOC))
     families = list(text_string_to_metric_families(text))
