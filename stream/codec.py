@@ -32,6 +32,7 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     BAD_TIMESTAMP = "bad_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +87,20 @@ class Decoder:
         *,
         max_message_bytes: int = 1_000_000,
         validators: dict[str, Validator] | None = None,
+        max_future_ms: int | None = None,
     ) -> None:
         self._accepted = frozenset(accepted_types)
+        # An event this far after `now` is from a broken clock: accepted, it would move
+        # the watermark and close every window early.
+        self._max_future_ms = max_future_ms
         self._max_bytes = max_message_bytes
         self._validators = validators if validators is not None else load_event_validators()
         missing = self._accepted - set(self._validators)
         if missing:
             raise ValueError(f"no schema for event types {sorted(missing)} in schemas/events")
 
-    def decode(self, raw: bytes | None) -> Event | Rejection:
+    def decode(self, raw: bytes | None, now_ms: int | None = None) -> Event | Rejection:
+        """`now_ms`: the wall clock, for the future bound (none: no bound)."""
         if raw is None:
             return Rejection(Reason.INVALID_JSON, "message has no value (a tombstone)")
         if len(raw) > self._max_bytes:
@@ -145,4 +151,16 @@ class Decoder:
             occurred_at_ms = parse_rfc3339_ms(data["occurred_at"])
         except TimestampError as exc:
             return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: $.occurred_at: {exc}")
+        if (
+            self._max_future_ms is not None
+            and now_ms is not None
+            and occurred_at_ms > now_ms + self._max_future_ms
+        ):
+            ahead_s = (occurred_at_ms - now_ms) / 1000
+            return Rejection(
+                Reason.FUTURE_TIMESTAMP,
+                f"{kind}: $.occurred_at {data['occurred_at']!r} is {ahead_s:,.0f} s after the "
+                f"worker's clock, beyond the bound of {self._max_future_ms / 1000:,.0f} s "
+                "(KPI_MAX_FUTURE)",
+            )
         return Event(data["event_id"], kind, occurred_at_ms, data)

@@ -50,7 +50,11 @@ class IndicatorFlow:
     def __init__(self, settings: Settings, pipeline: PipelineMetrics) -> None:
         self.settings = settings
         self.pipeline = pipeline
-        self.decoder = Decoder(INDICATOR_TYPES, max_message_bytes=settings.max_message_bytes)
+        self.decoder = Decoder(
+            INDICATOR_TYPES,
+            max_message_bytes=settings.max_message_bytes,
+            max_future_ms=settings.max_future_ms,
+        )
         self.book = IndicatorBook()
         self.owned = False  # the indicators partition is assigned here (gauges shown)
 
@@ -58,7 +62,7 @@ class IndicatorFlow:
         """Decode, dedupe and apply one report to the book; returns what to send and write."""
         topic = self.settings.indicators_topic
         self.owned = True  # a message of the partition is processed here: it is ours
-        decoded = self.decoder.decode(raw)
+        decoded = self.decoder.decode(raw, now_ms)
         if isinstance(decoded, Rejection):
             self.pipeline.rejected.labels(topic, decoded.reason.value).inc()
             return IndicatorResult(dlq=(decoded.reason.value, decoded.detail))

@@ -85,13 +85,17 @@ class OrderFlow(EntityFlow):
             settings.orders_topic,
             metrics.count,
         )
-        self.decoder = Decoder(ORDER_TYPES, max_message_bytes=settings.max_message_bytes)
+        self.decoder = Decoder(
+            ORDER_TYPES,
+            max_message_bytes=settings.max_message_bytes,
+            max_future_ms=settings.max_future_ms,
+        )
 
     def process(
         self, raw: bytes | None, partition: int, table: MutableMapping[str, Any], now_ms: int
     ) -> OrderResult:
         """Decode, dedupe and apply one orders.events message."""
-        decoded = self.decoder.decode(raw)
+        decoded = self.decoder.decode(raw, now_ms)
         if isinstance(decoded, Rejection):
             self.pipeline.rejected.labels(self.topic, decoded.reason.value).inc()
             return OrderResult(rejection=decoded)

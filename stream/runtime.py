@@ -100,7 +100,9 @@ class WorkerRuntime:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
         self.helpdesk_decoder = Decoder(
-            HELPDESK_TYPES, max_message_bytes=settings.max_message_bytes
+            HELPDESK_TYPES,
+            max_message_bytes=settings.max_message_bytes,
+            max_future_ms=settings.max_future_ms,
         )
         self.queue_labels = BoundedLabels(settings.queues, settings.max_queues)
         # ISO 4217 codes pass the schema, but only a handful are in use: bound them too.
@@ -254,7 +256,7 @@ class WorkerRuntime:
         """
         topic = self.settings.helpdesk_topic
         now_ms = wall_ms() if now_ms is None else now_ms
-        decoded = self.helpdesk_decoder.decode(raw)
+        decoded = self.helpdesk_decoder.decode(raw, now_ms)
         if isinstance(decoded, Rejection):
             self.metrics.rejected.labels(topic, decoded.reason.value).inc()
             return HelpdeskResult(rejection=decoded)

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         ("1m", "1h", "1d"), description="tumbling window sizes of the windowed KPIs"
     )
     grace: str = Field("10m", description="how long after its end a window accepts late events")
+    max_future: str = Field(
+        "1h",
+        description="events whose time is further than this after the worker's clock go to "
+        "the dead-letter topic (reason future_timestamp); 'off': no bound",
+    )
     sketch_relative_accuracy: float = Field(0.01, gt=0.0, lt=0.5)
     queues: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="queue label values; others are reported as 'other'"
@@ -172,6 +177,7 @@ class Settings(BaseSettings):
         customer = (self.conversion_window, self.active_customer_window, self.retention_window)
         for text in (*durations, self.order_retention, *customer):
             parse_duration_ms(text)  # raises ValueError naming the bad text
+        _ = self.max_future_ms
         parse_targets(self.sla_first_response)
         parse_targets(self.sla_resolution)
         self.business_calendar()  # raises CalendarError (a ValueError) naming the problem
@@ -222,6 +228,12 @@ class Settings(BaseSettings):
     @property
     def grace_ms(self) -> int:
         return parse_duration_ms(self.grace)
+
+    @property
+    def max_future_ms(self) -> int | None:
+        if self.max_future.strip().lower() == "off":
+            return None
+        return parse_duration_ms(self.max_future)
 
     def business_calendar(self) -> BusinessCalendar | None:
         if not self.sla_business_hours.strip():

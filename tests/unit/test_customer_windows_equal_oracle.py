@@ -175,6 +175,7 @@ class Harness:
             windows=("1h", "1d"),
             grace="10m",
             live=False,
+            max_future="off",  # the clock is event time here
             retention_window="30d",
             active_customer_window="30d",
             conversion_window="7d",

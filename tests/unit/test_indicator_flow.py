@@ -34,7 +34,7 @@ def process(flow: IndicatorFlow, message: bytes, table: dict[str, Any]) -> Indic
 def setup() -> tuple[IndicatorFlow, CollectorRegistry]:
     registry = CollectorRegistry()
     pipeline = PipelineMetrics(registry)
-    flow = IndicatorFlow(Settings(live=False), pipeline)
+    flow = IndicatorFlow(Settings(max_future="off", live=False), pipeline)
     registry.register(IndicatorCollector(flow.snapshot, pipeline.label_overflow))
     return flow, registry
 

@@ -231,7 +231,7 @@ def raw(event: Any) -> bytes:
 
 @pytest.fixture
 def runtime() -> WorkerRuntime:
-    return WorkerRuntime(Settings(partitions=2, live=False), CollectorRegistry())
+    return WorkerRuntime(Settings(partitions=2, live=False, max_future="off"), CollectorRegistry())
 
 
 def test_closed_windows_become_partials_then_marks(runtime: WorkerRuntime) -> None:

@@ -122,7 +122,7 @@ def delivery(draw: Any) -> list[dict[str, Any]]:
 def test_streaming_equals_oracle(stream: list[dict[str, Any]]) -> None:
     # The oracle keeps every ticket forever: so does the runtime here (pruning after the
     # retention is tested on its own in test_runtime).
-    settings = Settings(live=False, grace="10m", ticket_retention="3650d")
+    settings = Settings(max_future="off", live=False, grace="10m", ticket_retention="3650d")
     runtime = WorkerRuntime(settings, CollectorRegistry())
     tickets: dict[str, Any] = {}
     for event in stream:

@@ -243,7 +243,9 @@ class Harness:
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
-        self.config = Settings(live=False, grace="10m", windows=WINDOWS, partitions=partitions)
+        self.config = Settings(
+            max_future="off", live=False, grace="10m", windows=WINDOWS, partitions=partitions
+        )
         self.runtime = WorkerRuntime(self.config, CollectorRegistry())
         self.tickets: dict[str, Any] = {}
         self.orders: dict[str, Any] = {}

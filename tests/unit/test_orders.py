@@ -79,7 +79,7 @@ def run(runtime: WorkerRuntime, orders: dict[str, Any], *events: Any) -> list[An
 
 
 def test_the_worker_records_a_missed_minute_when_the_watermark_passes_it() -> None:
-    runtime = WorkerRuntime(Settings(live=False, grace="1m"), CollectorRegistry())
+    runtime = WorkerRuntime(Settings(max_future="off", live=False, grace="1m"), CollectorRegistry())
     orders: dict[str, Any] = {}
     run(runtime, orders, placed())
     assert orders["O1"]["expired"] == []
@@ -92,7 +92,7 @@ def test_the_worker_records_a_missed_minute_when_the_watermark_passes_it() -> No
 
 
 def test_bad_and_repeated_order_events_are_rejected_or_dropped() -> None:
-    runtime = WorkerRuntime(Settings(live=False), CollectorRegistry())
+    runtime = WorkerRuntime(Settings(max_future="off", live=False), CollectorRegistry())
     orders: dict[str, Any] = {}
     event = placed()
     first, again = run(runtime, orders, event, event)

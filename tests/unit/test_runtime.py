@@ -22,7 +22,9 @@ def raw(event: Any) -> bytes:
 
 @pytest.fixture
 def runtime() -> WorkerRuntime:
-    settings = Settings(live=False, windows=("1m", "1h"), grace="10m", max_queues=2)
+    settings = Settings(
+        max_future="off", live=False, windows=("1m", "1h"), grace="10m", max_queues=2
+    )
     return WorkerRuntime(settings, CollectorRegistry())
 
 
@@ -197,7 +199,7 @@ def test_sla_clocks_are_rebuilt_from_the_tickets_table(runtime: WorkerRuntime) -
 
 
 def test_clock_breach_in_live_mode_is_written_by_the_next_event() -> None:
-    settings = Settings(live=True, windows=("1m", "1h"), grace="10m")
+    settings = Settings(max_future="off", live=True, windows=("1m", "1h"), grace="10m")
     runtime = WorkerRuntime(settings, CollectorRegistry())
     tickets: dict[str, Any] = {}
     runtime.process_helpdesk(raw(created("T1", T0, priority="urgent")), 0, tickets, {}, T0)
@@ -213,7 +215,9 @@ def test_clock_breach_in_live_mode_is_written_by_the_next_event() -> None:
 
 
 def test_closed_tickets_are_dropped_after_their_retention_in_event_time() -> None:
-    settings = Settings(live=False, windows=("1m", "1h"), grace="10m", ticket_retention="1d")
+    settings = Settings(
+        max_future="off", live=False, windows=("1m", "1h"), grace="10m", ticket_retention="1d"
+    )
     runtime = WorkerRuntime(settings, CollectorRegistry())
     tickets: dict[str, Any] = {}
     day = 24 * 60 * MINUTE
@@ -232,7 +236,9 @@ def test_closed_tickets_are_dropped_after_their_retention_in_event_time() -> Non
 
 
 def test_a_reopened_ticket_is_not_dropped() -> None:
-    settings = Settings(live=False, windows=("1m", "1h"), grace="10m", ticket_retention="1d")
+    settings = Settings(
+        max_future="off", live=False, windows=("1m", "1h"), grace="10m", ticket_retention="1d"
+    )
     runtime = WorkerRuntime(settings, CollectorRegistry())
     tickets: dict[str, Any] = {}
     for event in [
