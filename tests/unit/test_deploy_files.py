@@ -68,3 +68,42 @@ def test_every_file_compose_mounts_exists_and_the_services_find_each_other() -> 
         assert host in services, f"{target}: no compose service {host}"
         assert int(port) == listens[host], f"{target}: {host} listens on {listens[host]}"
     assert services["prometheus"]["volumes"][0].endswith(":/etc/prometheus/prometheus.yml:ro")
+
+
+def test_grafana_provisions_the_dashboards_it_mounts_and_reads_the_compose_prometheus() -> None:
+    services = compose()["services"]
+    grafana = services["grafana"]
+    image, _, tag = grafana["image"].partition(":")
+    assert image == "grafana/grafana"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"pin a Grafana release, not {tag!r}"
+    assert "prometheus" in grafana["depends_on"]
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    # Grafana reads its provisioning files from /etc/grafana/provisioning (the image's
+    # GF_PATHS_PROVISIONING).
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert "GF_PATHS_PROVISIONING" not in grafana.get("environment", {})
+    for source in mounts:
+        assert (ROOT / source).is_dir(), source
+
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    [prometheus] = datasources["datasources"]
+    assert prometheus["type"] == "prometheus"
+    assert prometheus["uid"] == "kpi-prometheus"
+    host, port = prometheus["url"].removeprefix("http://").split(":")
+    assert host == "prometheus"
+    assert host in services
+    assert port == "9090"  # Prometheus' default --web.listen-address, published as 9090
+    assert services["prometheus"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+    # The file provider reads the directory compose mounts the dashboards at.
+    providers = yaml.safe_load((provisioning / "dashboards/kpi-stream.yml").read_text())
+    [provider] = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["folder"] == "kpi-stream"
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    dashboards = sorted(p.name for p in (ROOT / "deploy/grafana/dashboards").glob("*.json"))
+    assert dashboards == ["kpi-overview.json", "kpi-pipeline.json", "kpi-slo.json"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/kpi-overview.json"
