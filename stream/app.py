@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import faust
 
+from stream.durable_flush import FlushSafeApp
+from stream.kafka_security import faust_credentials
 from stream.settings import Settings
 
 
 def make_app(settings: Settings) -> faust.App:
-    return faust.App(
+    # FlushSafeApp: offsets are committed only once the changelog records of the
+    # committed events are all with the client (stream/durable_flush.py).
+    return FlushSafeApp(
         settings.app_id,
         broker=settings.broker_url,
+        # TLS and SASL of every client Faust builds (consumer, producer, topic creation).
+        broker_credentials=faust_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir),
         web_host=settings.web_host,
@@ -23,6 +29,11 @@ def make_app(settings: Settings) -> faust.App:
         # (`kpi kafka up`, or the operator) with the partitions the tables expect.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        # A killed worker's partitions move after this long (Faust's default: 60 s, the
+        # whole of which a kill -9 costs). The consumer heartbeats from its own thread,
+        # so a busy agent does not miss heartbeats.
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         # Offsets are committed after the state changes of the batch are sent, so a
         # crash re-delivers events; dedupe by event_id makes re-delivery harmless.
         processing_guarantee="at_least_once",

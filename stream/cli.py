@@ -33,11 +33,40 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
+    from rich.markup import escape
+
+    from stream.kafka_security import check
+
     try:
-        return load_settings()
+        settings = load_settings()
+        check(settings)  # loads the TLS files: a bad one is named here, not in a client
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
         raise typer.Exit(2) from None
+    return settings
+
+
+def _check_kafka(settings: Settings) -> None:
+    """Exit 1 with the reason unless a bootstrap server accepts the connection and the
+    credentials: clients that cannot bootstrap say only that (kafka-python after its
+    timeout), not that the password or the certificate was refused."""
+    from rich.markup import escape
+
+    from stream.kafka_security import KafkaConnectError, check_connection
+
+    try:
+        check_connection(settings)
+    except KafkaConnectError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _kafka_options(settings: Settings) -> dict[str, Any]:
+    """The security arguments of the command's kafka-python client, once checked."""
+    from stream.kafka_security import kafka_python_options
+
+    _check_kafka(settings)
+    return kafka_python_options(settings)
 
 
 @app.command()
@@ -48,6 +77,8 @@ def worker(
     from stream.worker import Worker
 
     settings = _settings()
+    # Faust exits too when it cannot bootstrap at start, with a traceback.
+    _check_kafka(settings)
     Worker(settings).run(loglevel=loglevel)
 
 
@@ -100,6 +131,7 @@ def simulate(
             pace=pace,
             max_messages=max_messages,
             progress=sys.stderr.isatty(),
+            client_options=_kafka_options(settings),
         )
     else:
         stats = feed_to_file(messages, Path(to), max_messages=max_messages)
@@ -155,6 +187,7 @@ def replay(
             "in file order[/red]"
         )
         raise typer.Exit(2)
+    client_options = _kafka_options(settings)
     stats = ConvertStats()
     rejected: Counter[str] = Counter()
     start_ms = int(time.time() * 1000)
@@ -179,6 +212,7 @@ def replay(
             pace=speed is not None,
             max_messages=max_messages,
             progress=sys.stderr.isatty(),
+            client_options=client_options,
         )
     except (MapError, UnicodeDecodeError, csv.Error) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -293,9 +327,14 @@ def _send_indicator(settings: Settings, key: bytes, value: bytes) -> None:
 
     topic = settings.indicators_topic
     message = SimMessage(cast(Any, "indicators"), key, value, 0, 0, "event")
+    client_options = _kafka_options(settings)
     try:
         stats = feed_to_kafka(
-            [message], settings.bootstrap_servers, {"indicators": topic}, pace=False
+            [message],
+            settings.bootstrap_servers,
+            {"indicators": topic},
+            pace=False,
+            client_options=client_options,
         )
     except KafkaError as exc:
         console.print(f"[red]could not send to {settings.bootstrap_servers}: {exc}[/red]")
@@ -318,8 +357,14 @@ def report(
         console.print(f"[red]--format {output!r} is not one of table, jsonl, csv[/red]")
         raise typer.Exit(2)
     settings = _settings()
+    client_options = _kafka_options(settings)
     try:
-        messages = read_kpi_topic(settings.bootstrap_servers, settings.kpi_topic, timeout_s=300)
+        messages = read_kpi_topic(
+            settings.bootstrap_servers,
+            settings.kpi_topic,
+            timeout_s=300,
+            client_options=client_options,
+        )
     except TimeoutError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

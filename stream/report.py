@@ -6,7 +6,7 @@ import csv
 import io
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -16,9 +16,16 @@ from rich.table import Table
 COLUMNS = ("kpi", "window", "window_start", "dimensions", "revision", "is_final")
 
 
-def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[str, dict[str, Any]]:
+def read_kpi_topic(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 10,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Every message on the topic up to its current end, the latest per key (as compaction
-    would keep them)."""
+    would keep them). `client_options`: the consumer's security arguments
+    (stream.kafka_security.kafka_python_options); none: PLAINTEXT."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaConsumer, TopicPartition
@@ -28,6 +35,7 @@ def read_kpi_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> dict[st
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=10_000,
+        **(client_options or {}),
     )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()

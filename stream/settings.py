@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         env_parse_none_str="",
+        # A ValidationError's text would quote the input, sasl_password included.
+        hide_input_in_errors=True,
     )
 
     # --- Kafka ---
@@ -74,6 +76,43 @@ class Settings(BaseSettings):
     )
     retention_window: str = Field("30d", description="O8: the window size of customer retention")
     partitions: int = Field(3, ge=1, le=1024, description="partitions of the input topics")
+    # --- Kafka connection security (stream/kafka_security.py turns these into client
+    # arguments; docs/operations.md "Securing the Kafka connection") ---
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="how clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
+        "or SASL_SSL (SASL over TLS)",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL_*: the mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+    )
+    sasl_username: str | None = Field(None, description="SASL_*: the user name")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL_*: the password (never shown in logs, errors or repr)"
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="SSL, SASL_SSL: PEM file of the CA certificates the broker's certificate "
+        "is checked against; none: the system's CAs",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="SSL, SASL_SSL: PEM file of the client certificate (mutual TLS)"
+    )
+    ssl_keyfile: Path | None = Field(
+        None,
+        description="SSL, SASL_SSL: PEM file of the client certificate's private key "
+        "(none: it is in ssl_certfile)",
+    )
+    ssl_check_hostname: bool = Field(
+        True,
+        description="SSL, SASL_SSL: the broker's certificate must name the host connected to",
+    )
+    session_timeout: str = Field(
+        "10s",
+        description="how long the consumer group waits for a silent worker (kill -9, a lost "
+        "node) before its partitions move to the others; within the brokers' "
+        "group.min/max.session.timeout.ms (6s-30m by default)",
+    )
     replication_factor: int = Field(
         1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
     )
@@ -173,7 +212,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_durations(self) -> Settings:
-        durations = (*self.windows, self.grace, self.sla_warn, self.ticket_retention)
+        durations = (
+            *self.windows,
+            self.grace,
+            self.sla_warn,
+            self.ticket_retention,
+            self.session_timeout,
+        )
         customer = (self.conversion_window, self.active_customer_window, self.retention_window)
         for text in (*durations, self.order_retention, *customer):
             parse_duration_ms(text)  # raises ValueError naming the bad text
@@ -196,6 +241,43 @@ class Settings(BaseSettings):
                 f"order_retention {self.order_retention!r} must be at least the longest "
                 f"window plus the grace period ({self.windows} + {self.grace!r})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        # Messages name the setting and never carry the password.
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        if sasl:
+            if not self.sasl_username:
+                raise ValueError(f"sasl_username: needed with security_protocol {protocol}")
+            if self.sasl_password is None or not self.sasl_password.get_secret_value():
+                raise ValueError(f"sasl_password: needed with security_protocol {protocol}")
+        else:
+            for name in ("sasl_username", "sasl_password"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} is set but security_protocol {protocol} does not use SASL "
+                        "(SASL_PLAINTEXT or SASL_SSL do)"
+                    )
+        files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not tls:
+                raise ValueError(
+                    f"{name} is set but security_protocol {protocol} does not use TLS "
+                    "(SSL or SASL_SSL do)"
+                )
+            if not path.is_file():
+                raise ValueError(f"{name}: {path} does not exist or is not a file")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set without ssl_certfile (the client certificate)")
         return self
 
     # --- derived values ---
@@ -228,6 +310,10 @@ class Settings(BaseSettings):
     @property
     def grace_ms(self) -> int:
         return parse_duration_ms(self.grace)
+
+    @property
+    def session_timeout_seconds(self) -> float:
+        return parse_duration_ms(self.session_timeout) / 1000
 
     @property
     def max_future_ms(self) -> int | None:

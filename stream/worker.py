@@ -14,6 +14,7 @@ from stream.export.metrics import WindowStoreCollector
 from stream.export.status import HISTORY_INTERVAL_MS, StatusHistory
 from stream.export.web import register_pages, sample_status
 from stream.export.window_store import WindowStore
+from stream.kafka_security import aiokafka_options
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
 from stream.tables import Tables, declare_tables
@@ -33,7 +34,10 @@ class Worker:
         # GET /kpis/windows: every worker reads the whole KPI topic into its own store.
         self.window_store = WindowStore(settings.api_windows_kept)
         self.kpi_feed = KpiTopicFeed(
-            settings.bootstrap_servers, settings.kpi_topic, self.window_store
+            settings.bootstrap_servers,
+            settings.kpi_topic,
+            self.window_store,
+            client_options=aiokafka_options(settings),
         )
         self.runtime.registry.register(
             WindowStoreCollector(lambda: len(self.window_store), lambda: self.kpi_feed.lag_records)
@@ -56,6 +60,7 @@ class Worker:
                 bootstrap_servers=self.settings.bootstrap_servers,
                 client_id=f"{self.settings.app_id}-health",
                 request_timeout_ms=5_000,
+                **aiokafka_options(self.settings),  # TLS and SASL as the other clients
             )
 
         await probe_forever(self.broker_health, client)

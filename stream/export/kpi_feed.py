@@ -5,12 +5,18 @@ topic and reads from the beginning, so each worker sees every closed window, whi
 partitions of the input topics it owns. It commits nothing; after a restart it reads
 the (compacted) topic again. On an error it logs one line, waits and goes on from the
 offsets it had reached. It runs until cancelled (the worker stopping).
+
+It connects as the worker's own clients do: run as a Faust task (`app.task(feed.run)`),
+Faust hands it the app, and it takes the app's broker credentials (which `make_app` set
+from the security settings, stream/kafka_security.py); `client_options` given to the
+constructor (stream.kafka_security.aiokafka_options) take their place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -39,16 +45,25 @@ class KpiTopicFeed:
     """Follows `topic` into `store`; `lag_records` is what it has not read yet."""
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, store: WindowStore, retry_s: float = 5.0
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        store: WindowStore,
+        retry_s: float = 5.0,
+        *,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.store = store
         self.retry_s = retry_s
+        self.client_options = client_options
         self.lag_records: int | None = None  # None until the first fetch
         self._next: dict[TopicPartition, int] = {}
 
-    async def run(self) -> None:
+    async def run(self, app: Any = None) -> None:
+        """Follow the topic until cancelled; `app` is the Faust app running this task."""
+        options = self._options(app)
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -56,6 +71,7 @@ class KpiTopicFeed:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 client_id="kpi-stream-window-store",
+                **options,
             )
             try:
                 await consumer.start()
@@ -73,6 +89,17 @@ class KpiTopicFeed:
             finally:
                 await _stop_quietly(consumer)
             await asyncio.sleep(self.retry_s)
+
+    def _options(self, app: Any) -> Mapping[str, Any]:
+        """The security arguments: the constructor's, else those of the app's clients."""
+        if self.client_options is not None:
+            return self.client_options
+        if app is None:
+            return {}
+        # The function Faust builds its own aiokafka consumers' arguments with.
+        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+        return credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         # Asked first: aiokafka retries the metadata of a missing topic in a tight loop.

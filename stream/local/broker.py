@@ -17,9 +17,10 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from stream.settings import TopicSpec
 
@@ -103,7 +104,7 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _admin(bootstrap: str, timeout_s: float = 10) -> object:
+def _admin(bootstrap: str, timeout_s: float = 10, **client_options: Any) -> object:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka.admin import KafkaAdminClient
@@ -112,22 +113,32 @@ def _admin(bootstrap: str, timeout_s: float = 10) -> object:
         bootstrap_servers=bootstrap,
         client_id="kpi-stream-local",
         request_timeout_ms=int(timeout_s * 1000),
+        **client_options,
     )
 
 
-def list_topics(bootstrap: str) -> list[str]:
-    admin = _admin(bootstrap)
+def list_topics(bootstrap: str, *, client_options: Mapping[str, Any] | None = None) -> list[str]:
+    """The topics on the broker (internal ones left out). `client_options`: the admin
+    client's security arguments (stream.kafka_security.kafka_python_options)."""
+    admin = _admin(bootstrap, **(client_options or {}))
     try:
         return sorted(t for t in admin.list_topics() if not t.startswith("__"))  # type: ignore[attr-defined]
     finally:
         admin.close()  # type: ignore[attr-defined]
 
 
-def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30) -> list[str]:
+def create_topics(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    timeout_s: float = 30,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
     An existing topic with fewer partitions than asked is an error: the tables are
-    co-partitioned with their input topic and would not line up.
+    co-partitioned with their input topic and would not line up. `client_options`: the
+    admin client's security arguments (stream.kafka_security.kafka_python_options).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -135,7 +146,7 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float =
         from kafka.errors import TopicAlreadyExistsError
 
     wanted = list(specs)
-    admin = _admin(bootstrap, timeout_s)
+    admin = _admin(bootstrap, timeout_s, **(client_options or {}))
     try:
         existing = set(admin.list_topics())  # type: ignore[attr-defined]
         missing = [spec for spec in wanted if spec.name not in existing]
@@ -165,6 +176,49 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float =
         admin.close()  # type: ignore[attr-defined]
 
 
+SecureProtocol = Literal["SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Characters the JAAS and --add-scram syntaxes would read as their own.
+_UNSAFE = set('"\\,=[];') | {chr(c) for c in range(33)}
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """Secured listeners beside the plaintext one, for testing secured clients.
+
+    Each protocol in `ports` gets a listener of that name on 127.0.0.1:<port>. The SASL
+    listeners accept `users` (name -> password) by PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512;
+    the SCRAM credentials are written when the storage is formatted, so a state directory
+    keeps the users of its first start. The TLS listeners present `certfile` (PEM: the
+    broker's certificate, then the chain) with `keyfile` (its unencrypted PEM private
+    key); with `client_cafile`, the SSL listener requires a client certificate signed by
+    it (mutual TLS). The controller and inter-broker listeners stay plaintext on loopback.
+    """
+
+    ports: Mapping[SecureProtocol, int]
+    users: Mapping[str, str] = field(default_factory=dict)
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    client_cafile: Path | None = None
+
+    def __post_init__(self) -> None:
+        protocols = set(self.ports)
+        unknown = protocols - {"SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if unknown:
+            raise BrokerError(f"unknown secured listener protocols: {sorted(unknown)}")
+        if protocols & {"SSL", "SASL_SSL"} and (self.certfile is None or self.keyfile is None):
+            raise BrokerError("a TLS listener needs the broker's certfile and keyfile")
+        if protocols & {"SASL_PLAINTEXT", "SASL_SSL"} and not self.users:
+            raise BrokerError("a SASL listener needs at least one user")
+        for name, password in self.users.items():
+            if not name or not password or _UNSAFE & set(name + password):
+                # The message names the user, never the password.
+                raise BrokerError(
+                    f"SASL user {name!r}: names and passwords must be non-empty, without "
+                    'spaces or any of " \\ , = [ ] ;'
+                )
+
+
 @dataclass
 class BrokerStatus:
     running: bool
@@ -175,7 +229,11 @@ class BrokerStatus:
 
 
 class LocalBroker:
-    """One broker+controller on 127.0.0.1:<port>, its controller on <controller_port>."""
+    """One broker+controller on 127.0.0.1:<port>, its controller on <controller_port>.
+
+    With `security`, secured listeners too (BrokerSecurity); the plaintext listener on
+    <port> stays, for the broker's own readiness check and inter-broker traffic.
+    """
 
     def __init__(
         self,
@@ -183,15 +241,23 @@ class LocalBroker:
         controller_port: int | None = None,
         state_dir: Path | None = None,
         heap_mb: int = 512,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.port = port
         self.controller_port = controller_port or port + 1
         self.state_dir = (state_dir or Path(".kpi") / f"kafka-{port}").resolve()
         self.heap_mb = heap_mb
+        self.security = security
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def secure_bootstrap(self, protocol: SecureProtocol) -> str:
+        """The address of the secured listener of `protocol`."""
+        if self.security is None or protocol not in self.security.ports:
+            raise BrokerError(f"this broker has no {protocol} listener")
+        return f"127.0.0.1:{self.security.ports[protocol]}"
 
     @property
     def log_path(self) -> Path:
@@ -265,18 +331,27 @@ class LocalBroker:
     def _write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         properties = self.state_dir / "server.properties"
+        secure = dict(self.security.ports) if self.security else {}
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        listeners += [f"{protocol}://127.0.0.1:{port}" for protocol, port in secure.items()]
+        protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        protocol_map += [f"{protocol}:{protocol}" for protocol in secure]
+        # It holds the PLAIN users' passwords: for this user only.
+        properties.touch(mode=0o600)
+        properties.chmod(0o600)
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"listeners={','.join(listeners)},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"listener.security.protocol.map={','.join(protocol_map)}",
                     "inter.broker.listener.name=PLAINTEXT",
+                    *self._security_config(),
                     f"log.dirs={self.state_dir / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -293,6 +368,63 @@ class LocalBroker:
         )
         (self.state_dir / "log4j2.yaml").write_text(_LOG4J2)
         return properties
+
+    def _security_config(self) -> list[str]:
+        """server.properties lines of the secured listeners (none without `security`)."""
+        security = self.security
+        if security is None:
+            return []
+        lines: list[str] = []
+        for protocol in security.ports:
+            prefix = f"listener.name.{protocol.lower()}."
+            if protocol in ("SSL", "SASL_SSL"):
+                certfile, keyfile = security.certfile, security.keyfile
+                assert certfile is not None
+                assert keyfile is not None
+                # The PEM keystore inline: no keystore file, no password for the key.
+                lines += [
+                    f"{prefix}ssl.keystore.type=PEM",
+                    f"{prefix}ssl.keystore.certificate.chain="
+                    + _property_value(certfile.read_text()),
+                    f"{prefix}ssl.keystore.key=" + _property_value(keyfile.read_text()),
+                ]
+                if protocol == "SSL" and security.client_cafile is not None:
+                    lines += [
+                        f"{prefix}ssl.truststore.type=PEM",
+                        f"{prefix}ssl.truststore.certificates="
+                        + _property_value(security.client_cafile.read_text()),
+                        f"{prefix}ssl.client.auth=required",
+                    ]
+            if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+                plain_users = " ".join(
+                    f'user_{name}="{password}"' for name, password in security.users.items()
+                )
+                scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                lines += [
+                    f"{prefix}sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
+                    f"{prefix}plain.sasl.jaas.config="
+                    f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f"{plain_users};",
+                    f"{prefix}scram-sha-256.sasl.jaas.config={scram}",
+                    f"{prefix}scram-sha-512.sasl.jaas.config={scram}",
+                ]
+        return lines
+
+    def _scram_arguments(self) -> list[str]:
+        """The storage tool's --add-scram arguments: each user for both SCRAM mechanisms."""
+        if self.security is None or not set(self.security.ports) & {"SASL_PLAINTEXT", "SASL_SSL"}:
+            return []
+        return [
+            f"--add-scram={mechanism}=[name={name},password={password}]"
+            for name, password in self.security.users.items()
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        ]
+
+    def _masked(self, text: str) -> str:
+        """`text` with the SASL users' passwords masked (for error messages)."""
+        for password in self.security.users.values() if self.security else ():
+            text = text.replace(password, "**********")
+        return text
 
     def _format_once(self, libs: Path, properties: Path) -> None:
         marker = self.state_dir / "cluster.id"
@@ -312,13 +444,17 @@ class LocalBroker:
                 "-c",
                 str(properties),
                 "--ignore-formatted",
+                # SCRAM credentials live in the cluster metadata: written at format time.
+                *self._scram_arguments(),
             ],
             capture_output=True,
             text=True,
             check=False,
         )
         if result.returncode != 0:
-            raise BrokerError(f"formatting the broker storage failed:\n{result.stderr[-2000:]}")
+            raise BrokerError(
+                f"formatting the broker storage failed:\n{self._masked(result.stderr[-2000:])}"
+            )
         marker.write_text(cluster_id + "\n")
 
     def up(self, timeout_s: float = 90) -> None:
@@ -326,7 +462,8 @@ class LocalBroker:
         if self._recorded_pid() is not None and port_open("127.0.0.1", self.port):
             self._wait_ready(timeout_s)
             return
-        for port in (self.port, self.controller_port):
+        secure_ports = list(self.security.ports.values()) if self.security else []
+        for port in (self.port, self.controller_port, *secure_ports):
             if port_open("127.0.0.1", port):
                 raise BrokerError(
                     f"port {port} is taken by another process; stop it or choose "
@@ -419,6 +556,11 @@ def _reap(pid: int) -> None:
     """Collect the exit status if the broker is our child (else it lingers as a zombie)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def _property_value(text: str) -> str:
+    """`text` as one value of a Java properties file (line breaks as \\n escapes)."""
+    return text.strip().replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
 
 
 def _kafka_cluster_id() -> str:

@@ -55,7 +55,8 @@ class FeedStats:
         self.by_topic[msg.topic] = self.by_topic.get(msg.topic, 0) + 1
 
 
-def _producer(bootstrap: str, pace: bool) -> Any:
+def _producer(bootstrap: str, pace: bool, **client_options: Any) -> Any:
+    """`client_options`: the security arguments (stream.kafka_security.kafka_python_options)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
@@ -68,6 +69,7 @@ def _producer(bootstrap: str, pace: bool) -> Any:
             max_in_flight_requests_per_connection=5,
             retries=5,
             client_id="kpi-simulate",
+            **client_options,
         )
 
 
@@ -122,8 +124,13 @@ def feed_to_kafka(
     stop: threading.Event | None = None,
     max_messages: int | None = None,
     progress: bool = False,
+    client_options: Mapping[str, Any] | None = None,
 ) -> FeedStats:
-    """Produce `messages` to Kafka; return what was sent. See the module docstring."""
+    """Produce `messages` to Kafka; return what was sent. See the module docstring.
+
+    `client_options` are the producer's security arguments
+    (stream.kafka_security.kafka_python_options); none: PLAINTEXT.
+    """
     names = dict(topics)
     stats = FeedStats()
     lock = threading.Lock()
@@ -133,7 +140,7 @@ def feed_to_kafka(
             stats.failed += 1
 
     started = time.monotonic()
-    producer = _producer(bootstrap, pace)
+    producer = _producer(bootstrap, pace, **(client_options or {}))
     status = _Status(progress, max_messages)
     last: SimMessage | None = None
     try:
