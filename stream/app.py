@@ -6,6 +6,7 @@ from __future__ import annotations
 import faust
 
 from stream.durable_flush import FlushSafeApp
+from stream.export.web_security import server_ssl_context, web_application_options
 from stream.kafka_security import faust_credentials
 from stream.settings import Settings
 
@@ -23,6 +24,9 @@ def make_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        # Optional basic auth and HTTPS for /metrics and the API (web_security.py).
+        web_application_options=web_application_options(settings),
+        web_ssl_context=server_ssl_context(settings),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # Lets Faust create its changelog topics; input topics are created beforehand

@@ -126,6 +126,24 @@ class Settings(BaseSettings):
     # --- web (metrics, API) ---
     web_host: str = Field("127.0.0.1", description="address the web server binds to")
     web_port: int = Field(6066, ge=1, le=65535)
+    web_auth_user: str | None = Field(
+        None,
+        description="with web_auth_password: HTTP basic auth on every endpoint but /health",
+    )
+    web_auth_password: SecretStr | None = Field(
+        None, description="the basic-auth password (never shown in logs, errors or repr)"
+    )
+    web_tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain) of the web server: HTTPS instead of HTTP"
+    )
+    web_tls_keyfile: Path | None = Field(
+        None, description="PEM private key of web_tls_certfile (none: it is in the certfile)"
+    )
+    web_tls_cafile: Path | None = Field(
+        None,
+        description="PEM CA certificates the other workers' HTTPS certificates are checked "
+        "against when /kpis asks them (none: the system's CAs)",
+    )
     api_windows_kept: int = Field(
         1440,
         ge=1,
@@ -278,6 +296,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}: {path} does not exist or is not a file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ValueError("ssl_keyfile is set without ssl_certfile (the client certificate)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_web_security(self) -> Settings:
+        if (self.web_auth_user is None) != (self.web_auth_password is None):
+            raise ValueError("web_auth_user and web_auth_password: set both or neither")
+        if self.web_auth_user is not None and ":" in self.web_auth_user:
+            raise ValueError("web_auth_user: a basic-auth user name cannot contain ':'")
+        files = {
+            "web_tls_certfile": self.web_tls_certfile,
+            "web_tls_keyfile": self.web_tls_keyfile,
+            "web_tls_cafile": self.web_tls_cafile,
+        }
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} does not exist or is not a file")
+        if self.web_tls_keyfile is not None and self.web_tls_certfile is None:
+            raise ValueError("web_tls_keyfile is set without web_tls_certfile")
         return self
 
     # --- derived values ---

@@ -25,8 +25,10 @@ from stream.export.api import (
 )
 from stream.export.broker_health import BrokerHealth
 from stream.export.status import Sample, StatusHistory, status_summary
+from stream.export.web_security import RenderCache, peer_auth, peer_ssl_context
 from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
+from stream.settings import Settings
 
 
 def _bad_request(exc: QueryError) -> Any:
@@ -49,15 +51,20 @@ def _peers(app: faust.App) -> list[str]:
 
 
 async def _ask_peers(
-    peers: list[str], params: dict[str, str]
+    peers: list[str], params: dict[str, str], settings: Settings
 ) -> tuple[list[dict[str, Any]], list[str]]:
     timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)
     answers, unreachable = [], []
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # The peers run with this worker's settings: the same credentials and certificates.
+    tls = peer_ssl_context(settings)
+    async with aiohttp.ClientSession(timeout=timeout, auth=peer_auth(settings)) as session:
 
         async def ask(peer: str) -> dict[str, Any] | None:
             try:
-                async with session.get(f"{peer}/kpis", params=params) as response:
+                # ssl=True: aiohttp's default checks (plain HTTP when the peer's is).
+                async with session.get(
+                    f"{peer}/kpis", params=params, ssl=tls if tls is not None else True
+                ) as response:
                     if response.status != 200:
                         return None
                     return dict(orjson.loads(await response.read()))
@@ -97,6 +104,11 @@ def register_pages(
     broker_health: BrokerHealth | None = None,
 ) -> None:
     history = status_history if status_history is not None else StatusHistory()
+    # At most one rendering a second each, however many ask (web_security.py).
+    exposition = RenderCache(lambda: generate_latest(runtime.registry))
+    status = RenderCache(
+        lambda: orjson.dumps({**sample_status(runtime, history), "history": history.as_json()})
+    )
 
     @app.page("/", name="status-page")
     async def status_page(view: Any, request: Any) -> Any:
@@ -104,13 +116,12 @@ def register_pages(
 
     @app.page("/status.json", name="status-json")
     async def status_json(view: Any, request: Any) -> Any:
-        body = {**sample_status(runtime, history), "history": history.as_json()}
-        return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
+        return aioweb.Response(body=status.body(), content_type="application/json")
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
         return aioweb.Response(
-            body=generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=exposition.body(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     @app.page("/health")
@@ -136,7 +147,9 @@ def register_pages(
         # Every worker answers for every partition: ask the others for theirs and merge.
         local = kpis_json(runtime.snapshot(), query, sketches=True)
         params = {k: v for k, v in request.query.items() if k != "scope"}
-        answers, unreachable = await _ask_peers(peers, {**params, "scope": "local"})
+        answers, unreachable = await _ask_peers(
+            peers, {**params, "scope": "local"}, runtime.settings
+        )
         body = merge_answers([local, *answers], unreachable)
         return aioweb.Response(body=orjson.dumps(body), content_type="application/json")
 

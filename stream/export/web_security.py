@@ -1,0 +1,112 @@
+"""The web server's protections: optional basic auth and TLS, and a bound on what a
+flood of requests can cost the event loop the agents share with it.
+
+- Basic auth guards every endpoint but /health (probes carry no credentials; it shows
+  only the partitions and whether Kafka is reachable). Credentials are compared in
+  constant time and never logged.
+- TLS: the server's certificate and key (HTTPS); the other workers, which /kpis asks for
+  their partitions, are checked against web_tls_cafile.
+- `RenderCache`: /metrics and /status.json are rendered at most once per second; more
+  frequent requests get that body. Rendering costs tens of milliseconds of the loop, so a
+  flood would otherwise starve the agents.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web as aioweb
+
+from stream.settings import Settings
+
+OPEN_PATHS = frozenset({"/health"})
+REALM = "kpi-stream"
+
+Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+
+
+def basic_auth_middleware(user: str, password: str) -> Any:
+    expected = f"{user}:{password}".encode()
+
+    @aioweb.middleware
+    async def check(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
+        if request.path in OPEN_PATHS or _authorized(
+            request.headers.get("Authorization"), expected
+        ):
+            return await handler(request)
+        return aioweb.json_response(
+            {"error": "authentication required (HTTP basic auth)"},
+            status=401,
+            headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+        )
+
+    return check
+
+
+def _authorized(header: str | None, expected: bytes) -> bool:
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        given = base64.b64decode(header[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(given, expected)
+
+
+def web_application_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp Application options for Faust (`web_application_options`)."""
+    middlewares = []
+    if settings.web_auth_user is not None and settings.web_auth_password is not None:
+        password = settings.web_auth_password.get_secret_value()
+        middlewares.append(basic_auth_middleware(settings.web_auth_user, password))
+    return {"middlewares": middlewares}
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.web_tls_certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    keyfile = str(settings.web_tls_keyfile) if settings.web_tls_keyfile else None
+    context.load_cert_chain(str(settings.web_tls_certfile), keyfile)
+    return context
+
+
+def peer_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """For asking the other workers over HTTPS: their certificates against the CA file."""
+    if settings.web_tls_certfile is None:
+        return None
+    cafile = str(settings.web_tls_cafile) if settings.web_tls_cafile else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def peer_auth(settings: Settings) -> aiohttp.BasicAuth | None:
+    if settings.web_auth_user is None or settings.web_auth_password is None:
+        return None
+    return aiohttp.BasicAuth(settings.web_auth_user, settings.web_auth_password.get_secret_value())
+
+
+class RenderCache:
+    """The last rendering of one body, reused for `max_age_s`."""
+
+    def __init__(self, render: Callable[[], bytes], max_age_s: float = 1.0) -> None:
+        self.render = render
+        self.max_age_s = max_age_s
+        self._body: bytes | None = None
+        self._at = float("-inf")
+        self.renders = 0
+
+    def body(self, now: Callable[[], float] = time.monotonic) -> bytes:
+        t = now()
+        if self._body is None or t - self._at >= self.max_age_s:
+            self._body = self.render()
+            self._at = t
+            self.renders += 1
+        return self._body
