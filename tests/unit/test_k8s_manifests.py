@@ -43,7 +43,12 @@ CRD_KINDS = {"PodMonitor": "podmonitor-v1.json", "PrometheusRule": "prometheusru
 
 
 def manifest_files() -> list[Path]:
-    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    """What kustomize applies; *.example.yaml are templates for the user (a Secret)."""
+    return sorted(
+        p
+        for p in K8S.glob("*.yaml")
+        if p.name != "kustomization.yaml" and not p.name.endswith(".example.yaml")
+    )
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -155,6 +160,13 @@ def test_core_objects_validate_against_the_kubernetes_schema(
     except kubernetes_validate.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
         pytest.fail(f"{object_id(obj)} against Kubernetes {exc.version}: {path}: {exc.message}")
+
+
+def test_the_example_secret_validates_against_the_kubernetes_schema() -> None:
+    example = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(example, version, strict=True)
+    assert example["metadata"]["namespace"] == NAMESPACE
 
 
 @pytest.mark.parametrize(
@@ -420,8 +432,15 @@ def test_the_configmap_holds_real_settings_and_the_worker_accepts_them(
     assert data["KPI_WEB_HOST"] == "0.0.0.0"
     settings = pod_settings(monkeypatch)  # raises SettingsError naming a bad value
     assert settings.web_host == "0.0.0.0"
-    [source] = worker_container()["envFrom"]
-    assert source["configMapRef"]["name"] == the("ConfigMap")["metadata"]["name"]
+    config_source, secret_source = worker_container()["envFrom"]
+    assert config_source["configMapRef"]["name"] == the("ConfigMap")["metadata"]["name"]
+    # The secrets: optional (the pods start without), named as the example, whose keys
+    # are secret settings.
+    example = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    assert secret_source["secretRef"] == {"name": example["metadata"]["name"], "optional": True}
+    for name in example["stringData"]:
+        field = Settings.model_fields[name[4:].lower()]
+        assert "SecretStr" in str(field.annotation), f"{name} is not a secret setting"
 
 
 def test_the_replicas_fit_the_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
