@@ -77,6 +77,33 @@ INDICATOR_TYPES = frozenset({"indicator.reported"})
 
 Validator = Callable[[Any], Any]
 
+# A rejection's detail goes into a dead-letter header and the logs: it says what and
+# where, never carries the message back (which may be a megabyte of one string).
+MAX_DETAIL_CHARS = 500
+# The event times a window can be written for: KPI messages spell a window's start and
+# end with a four-digit year (as indicator periods, stream/kpi/indicators.py). A time
+# like 0001-01-01T00:00:00+01:00 passes the format but is in year 0 in UTC, and would
+# crash the formatting of its window later, in the merge.
+MIN_EVENT_MS = parse_rfc3339_ms("1000-01-01T00:00:00Z")
+MAX_EVENT_MS = parse_rfc3339_ms("9999-12-31T23:59:59.999Z")
+
+
+def preview(value: object, limit: int = 100) -> str:
+    """A short, safe picture of a JSON value for a detail: containers are named, never
+    walked (repr of a list nested 1,000 deep raises RecursionError), text is cut."""
+    if isinstance(value, dict):
+        return f"a JSON object of {len(value)} keys"
+    if isinstance(value, list):
+        return f"a JSON array of {len(value)} items"
+    text = repr(value[:limit] if isinstance(value, str) else value)
+    return text if len(text) <= limit + 20 else text[: limit + 20] + "..."
+
+
+def _bounded(rejection: Rejection) -> Rejection:
+    if len(rejection.detail) <= MAX_DETAIL_CHARS:
+        return rejection
+    return Rejection(rejection.reason, rejection.detail[: MAX_DETAIL_CHARS - 3] + "...")
+
 
 class Decoder:
     """Decodes the messages of one topic, whose event types are `accepted_types`."""
@@ -100,12 +127,19 @@ class Decoder:
             raise ValueError(f"no schema for event types {sorted(missing)} in schemas/events")
 
     def decode(self, raw: bytes | None, now_ms: int | None = None) -> Event | Rejection:
-        """`now_ms`: the wall clock, for the future bound (none: no bound)."""
+        """`now_ms`: the wall clock, for the future bound (none: no bound).
+
+        Never raises on a message's content; a rejection's detail says where (a JSON path
+        or an offset) and is at most MAX_DETAIL_CHARS long."""
+        result = self._decode(raw, now_ms)
+        return _bounded(result) if isinstance(result, Rejection) else result
+
+    def _decode(self, raw: bytes | None, now_ms: int | None) -> Event | Rejection:
         if raw is None:
-            return Rejection(Reason.INVALID_JSON, "message has no value (a tombstone)")
+            return Rejection(Reason.INVALID_JSON, "$: message has no value (a tombstone)")
         if len(raw) > self._max_bytes:
             return Rejection(
-                Reason.TOO_LARGE, f"message of {len(raw)} bytes exceeds {self._max_bytes}"
+                Reason.TOO_LARGE, f"$: message of {len(raw)} bytes exceeds {self._max_bytes}"
             )
         try:
             data = orjson.loads(raw)
@@ -119,21 +153,22 @@ class Decoder:
             return Rejection(Reason.INVALID_JSON, f"not JSON: {exc}")
         if not isinstance(data, dict):
             return Rejection(
-                Reason.NOT_AN_OBJECT, f"the message is a JSON {type(data).__name__}, not an object"
+                Reason.NOT_AN_OBJECT, f"$ is a JSON {type(data).__name__}, not an object"
             )
         kind = data.get("type")
         if kind is None:
             return Rejection(Reason.MISSING_TYPE, "$.type is missing")
         if not isinstance(kind, str):
-            return Rejection(Reason.MISSING_TYPE, f"$.type must be a string, got {kind!r}")
+            return Rejection(Reason.MISSING_TYPE, f"$.type must be a string, got {preview(kind)}")
         if kind not in self._validators:
-            return Rejection(Reason.UNKNOWN_TYPE, f"$.type {kind[:100]!r} is not a known type")
+            return Rejection(Reason.UNKNOWN_TYPE, f"$.type {preview(kind)} is not a known type")
         if kind not in self._accepted:
             return Rejection(Reason.WRONG_TOPIC, f"$.type {kind!r} does not belong on this topic")
         version = data.get("schema_version", 1)
         if version != 1 or isinstance(version, bool):
             return Rejection(
-                Reason.UNSUPPORTED_VERSION, f"$.schema_version {version!r} is not supported (1)"
+                Reason.UNSUPPORTED_VERSION,
+                f"$.schema_version {preview(version)} is not supported (1)",
             )
         try:
             self._validators[kind](data)
@@ -151,6 +186,12 @@ class Decoder:
             occurred_at_ms = parse_rfc3339_ms(data["occurred_at"])
         except TimestampError as exc:
             return Rejection(Reason.BAD_TIMESTAMP, f"{kind}: $.occurred_at: {exc}")
+        if not MIN_EVENT_MS <= occurred_at_ms <= MAX_EVENT_MS:
+            return Rejection(
+                Reason.BAD_TIMESTAMP,
+                f"{kind}: $.occurred_at {data['occurred_at']!r} is outside the years "
+                "1000..9999 in UTC, which a KPI window can be written in",
+            )
         if (
             self._max_future_ms is not None
             and now_ms is not None
