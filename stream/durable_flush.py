@@ -11,7 +11,9 @@ fault suite's five-kills test, 40,283 wrong windows), and with RocksDB on any wo
 that rebuilds the partition from its changelog.
 
 `DurableFlushBuffer.flush` keeps waiting while messages are queued or in flight.
-`FlushSafeApp` is `faust.App` with that buffer in its producer.
+`FlushSafeApp` is `faust.App` with that buffer in its producer, and with the consumer of
+stream/recovery.py (`SeekSafeConsumer`: no fetch or seek skips records of a partition
+that has no committed offset yet).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ import contextlib
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
-from faust.types import ProducerT
+from faust.types import ConsumerT, ProducerT
+
+from stream.recovery import SeekSafeConsumer
 
 
 class DurableFlushBuffer(ProducerBuffer):
@@ -57,3 +62,17 @@ class FlushSafeApp(faust.App):
             buffer.threaded_producer = old.threaded_producer
         producer.buffer = buffer
         return producer
+
+    def _new_consumer(self) -> ConsumerT:
+        transport = self.transport
+        if not isinstance(transport, aiokafka_driver.Transport):
+            return super()._new_consumer()
+        # What `transport.create_consumer` builds, with our consumer class.
+        return SeekSafeConsumer(
+            transport,
+            callback=self.topics.on_message,
+            loop=transport.loop,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+        )
