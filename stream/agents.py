@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import TP
 
 from stream.kpi.merge import StagedState
@@ -43,13 +46,65 @@ def register_agents(
         )
 
     async def dead_letter(event: Any, reason: str, detail: str) -> None:
-        """The raw message to the dead-letter topic, with why and where it came from."""
+        """The raw message to the dead-letter topic, with why and where it came from.
+
+        Delivered before the next message is read. A copy too large for the DLQ topic
+        (a message near the input's size limit, plus the headers) goes without its
+        value, marked `value_dropped`; any other failure is retried until it is in."""
         message = event.message
-        await topics.dlq.send(
-            key=message.key,
-            value=event.value if event.value is not None else b"",
-            headers=dlq_headers(reason, detail, message.topic, message.partition, message.offset),
-        )
+        value = event.value if event.value is not None else b""
+        headers = dlq_headers(reason, detail, message.topic, message.partition, message.offset)
+        delay_s = 0.5
+        while True:
+            try:
+                await (await topics.dlq.send(key=message.key, value=value, headers=headers))
+                return
+            except MessageSizeTooLargeError:
+                runtime.metrics.dlq_send_errors.inc()
+                log.warning(
+                    "dead letter of %s[%d]@%d (%d bytes) too large for %s: sent without its value",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    len(value),
+                    topics.dlq.get_topic_name(),
+                )
+                headers = [*headers, ("value_dropped", str(len(value)).encode())]
+                value = b""
+            except Exception as exc:  # the broker refuses or is away: wait, then again
+                runtime.metrics.dlq_send_errors.inc()
+                log.warning("dead letter not delivered (%s); retrying in %.1f s", exc, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+
+    async def deliver_kpi(messages: Sequence[tuple[str, bytes | None]]) -> None:
+        """The KPI messages in Kafka, in order, before the state that accounts for them
+        is written. A topic that refuses them (or a broker that is away) holds the merge
+        here, retrying: back-pressure, the partials wait in Kafka. A retry sends the whole
+        list again, so a key's revisions never land out of order."""
+        delay_s = 0.5
+        while True:
+            sent = [await topics.kpi.send(key=key.encode(), value=body) for key, body in messages]
+            failures = 0
+            for pending in sent:
+                try:
+                    await pending
+                except Exception as exc:  # refused or timed out: all of them go again
+                    failures += 1
+                    error = exc
+            if not failures:
+                runtime.metrics.kpi_messages.inc(len(messages))
+                return
+            runtime.metrics.kpi_send_errors.inc(failures)
+            log.warning(
+                "%d of %d KPI messages not delivered (%s); retrying in %.1f s",
+                failures,
+                len(messages),
+                error,
+                delay_s,
+            )
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 30.0)
 
     @app.agent(topics.helpdesk, name="helpdesk-events")
     async def helpdesk_events(stream: faust.StreamT[bytes]) -> None:
@@ -147,13 +202,17 @@ def register_agents(
             # The merge's state may not run ahead of its output (see StagedState): the
             # writes wait until Kafka has the KPI messages they account for.
             staged = StagedState(tables.window_merge)
-            sent = []
-            for key, kpi_message in runtime.merge_step(orjson.loads(event.value), staged):
-                body = None if kpi_message is None else orjson.dumps(kpi_message)
-                sent.append(await topics.kpi.send(key=key.encode(), value=body))
-            for pending in sent:
-                await pending
+            out = runtime.merge_step(orjson.loads(event.value), staged)
+            await deliver_kpi(
+                [(key, None if body is None else orjson.dumps(body)) for key, body in out]
+            )
             staged.commit()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
+    async def stop_exporting(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # From now until the rebalance completes another worker may own (and export)
+        # these partitions: showing them here too would count them twice in a sum.
+        runtime.pause_export()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust stubs want a sync signature
     async def reload_partitions(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -182,6 +241,7 @@ def register_agents(
         )
         runtime.load_merge_state(list(tables.window_merge.keys()))
         runtime.load_customer_counts(list(tables.window_merge.items()))
+        runtime.resume_export()
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 
     def highwater(topic: str, partition: int) -> int | None:

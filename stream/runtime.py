@@ -157,6 +157,10 @@ class WorkerRuntime:
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
         self.owns_merge = False  # the window-partials partition is assigned here
+        # False from a revocation until the rebalance completes: the partitions may be
+        # another worker's by then, so their gauges are not shown (a sum over the
+        # workers would count them twice).
+        self.exporting = True
 
     # --- partitions -------------------------------------------------------------
     @property
@@ -742,7 +746,7 @@ class WorkerRuntime:
         out = merger.step(message, state, wall_ms() if now_ms is None else now_ms)
         if merger.stale_partials > stale:
             self.metrics.stale_partials.inc(merger.stale_partials - stale)
-        self.metrics.kpi_messages.inc(len(out))
+        # kpistream_kpi_messages_total counts them once delivered (agents.deliver_kpi).
         if source == "customers":
             for _, body in out:
                 if body and body["kpi"] == "complaint_growth" and body["is_final"]:
@@ -777,8 +781,18 @@ class WorkerRuntime:
             return wall if newest is None else max(newest, wall)
         return newest
 
+    def pause_export(self) -> None:
+        """Partitions revoked: show none of them until `resume_export`."""
+        self.exporting = False
+
+    def resume_export(self) -> None:
+        """The rebalance is complete and the owned partitions are rebuilt."""
+        self.exporting = True
+
     def snapshot(self) -> KpiSnapshot:
         wall = wall_ms()
+        if not self.exporting:
+            return build_snapshot({}, None, self.settings.sketch_relative_accuracy, Counter())
         sla_clocks: Counter[tuple[str, str, str, str]] = Counter()
         for number, index in self.sla.items():
             now = self._sla_now_ms(number, wall)
@@ -796,6 +810,8 @@ class WorkerRuntime:
         """Consumer positions of the partitions this worker owns: the input partitions,
         and the window-partials partition while this worker runs the merge (a merge
         that falls behind delays every KPI message)."""
+        if not self.exporting:
+            return []
         now = wall_ms()
         clock = now if self.settings.live else None
         rows = []

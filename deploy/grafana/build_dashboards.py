@@ -991,8 +991,14 @@ def pipeline() -> tuple[Json, list[Row]]:
                "(label=indicator). Non-zero: configure the queue list."),
         ts("Dead-letter send errors", "cps",
            Q(per_s("kpistream_dlq_send_errors_total", INST), "send errors"), w=8,
-           doc="Rejected messages per second that the dead-letter topic did not accept: "
-               "non-zero means bad input is lost; check the broker."),
+           doc="Failed writes to the dead-letter topic per second: retried until they are "
+               "in (a copy too large for the topic goes without its value); non-zero: "
+               "check the broker."),
+        ts("KPI send errors (merge held back)", "cps",
+           Q(per_s("kpistream_kpi_send_errors_total", INST), "send errors"), w=8,
+           doc="KPI messages per second the KPI topic refused or did not acknowledge. The "
+               "merge holds and retries (the window-partials lag grows meanwhile); non-zero: "
+               "check the KPI topic and the broker."),
         ts("Scrape duration of /metrics", "s",
            Q(f'scrape_duration_seconds{{job="kpi-stream",{INST}}}', "{{instance}}"),
            doc="How long Prometheus takes to scrape each worker's /metrics (a snapshot, about "

@@ -250,6 +250,12 @@ class PipelineMetrics:
             ["topic"],
             registry=registry,
         )
+        self.kpi_send_errors = Counter(
+            "kpistream_kpi_send_errors",
+            "KPI messages the KPI topic refused or did not acknowledge; the merge waits "
+            "and sends them again (back-pressure).",
+            registry=registry,
+        )
         self.dlq_send_errors = Counter(
             "kpistream_dlq_send_errors",
             "Rejected messages that could not be written to the dead-letter topic.",

@@ -215,9 +215,31 @@ class PartitionKpis:
             base = self.active_base.get(size, {})
             running: ActiveCounts = {d: dict(by) for d, by in base.items()}
             dirty = self.dirty_from.pop(size, None)
+            # Windows from `start` to `first_open` become final now (the loop ends at
+            # `end`). Their ids leave `sent` whether they hold data or not.
+            first_open = window_start_ms(watermark, size)
+            end = window_start_ms(event_mark, size)
+            first_open = min(first_open, end)
+            self.sent -= {w for w in self.sent if w[0] == size and start <= w[1] < first_open}
+            # Starts of the windows with data: an empty final window sends nothing and
+            # changes no active count, so a span of them is skipped in one step (an old
+            # first event would otherwise cost one iteration per empty window up to now).
+            filled = sorted(s for z, s in self.windows if z == size and s >= start)
+            upcoming = 0
             while start + size <= event_mark:
                 wid = (size, start)
                 window = self.windows.get(wid)
+                if window is None and start < first_open:
+                    while upcoming < len(filled) and filled[upcoming] <= start:
+                        upcoming += 1
+                    following = filled[upcoming] if upcoming < len(filled) else first_open
+                    self.active_base[size] = {
+                        d: {s: n for s, n in by.items() if n}
+                        for d, by in running.items()
+                        if any(by.values())
+                    }
+                    start = min(following, first_open)
+                    continue
                 if window is not None:
                     for dims, agg in window.dims.items():
                         for name, value in agg.counts.items():

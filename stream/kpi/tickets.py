@@ -14,6 +14,7 @@ always be rebuilt from its tickets.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "survey.nps": ("score",),
     "selfservice.session": ("screens", "clicks", "succeeded"),
 }
+
+# The fields of a money object the KPIs read (settled_amount of ticket.solved).
+_MONEY_FIELDS = ("value", "currency")
 
 _WAITING = ("new", "open")
 _STATUS_OF = {"ticket.solved": "solved", "ticket.closed": "closed", "ticket.reopened": "open"}
@@ -93,11 +97,30 @@ def add_event(state: TicketState, event: Event) -> str | None:
     if len(state.events) >= MAX_TICKET_EVENTS:
         return "full"
     fields = {k: event.body[k] for k in _FIELDS.get(event.type, ()) if k in event.body}
+    money = fields.get("settled_amount")
+    if isinstance(money, dict):
+        # Only what H11 reads: an unknown field inside the money object (of any depth:
+        # orjson writes at most 255 levels) must not reach the tickets table.
+        fields["settled_amount"] = {k: money[k] for k in _MONEY_FIELDS if k in money}
     state.events.append([event.occurred_at_ms, event.type, len(state.ids), fields])
     state.ids.append(event.event_id)
     if event.type == "ticket.created" and state.customer_id is None:
         state.customer_id = event.body.get("customer_id")
     return None
+
+
+def _settled_value(value: Any) -> float | None:
+    """A settled amount as a float; None for one that is not a finite amount >= 0.
+
+    The schema rejects those (a negative value, more than 15 integer digits): this keeps
+    a ticket stored before that bound from counting a negative or infinite amount."""
+    if value is None:
+        return None
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        return None
+    return amount if 0 <= amount < math.inf else None
 
 
 @dataclass(slots=True)
@@ -202,9 +225,10 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
             method = str(f.get("method") or "agent")
             add(t, d, f"solved:{method}", 1, ident)
             settled = f.get("settled_amount") or {}
-            if settled.get("value") is not None and settled.get("currency"):
+            amount = _settled_value(settled.get("value"))
+            if amount is not None and settled.get("currency"):
                 currency = str(settled["currency"])
-                add(t, d, f"settled:{currency}", float(settled["value"]), ident)
+                add(t, d, f"settled:{currency}", amount, ident)
                 add(t, d, f"settled_solves:{currency}", 1, ident)
             if first_solve is None:
                 first_solve, first_solve_dims, touches_at_first_solve = t, d, touches
