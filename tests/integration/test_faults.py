@@ -3,7 +3,10 @@ oracles at the end (tests/integration/faults.py): nothing lost, nothing counted 
 
 - kill -9 of the worker five times in a row during a long replay, restarted each time,
   with the RocksDB store and with the memory store (state from the changelogs only);
-- the broker stopped and started again in the middle of the stream.
+- the broker stopped and started again in the middle of the stream;
+- two workers, a third joining during the stream, one of the first two killed;
+- the KPI topic refusing every write for 40 s (back-pressure, bounded memory);
+- a producer whose clock runs a year ahead (its events go to the DLQ).
 
 `scripts/test -m faults -s` prints the figures (messages, kills, recovery times).
 """
@@ -21,7 +24,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.kpi.timefmt import format_rfc3339_ms
 from stream.local.broker import LocalBroker, create_topics
+from stream.local.feed import feed_to_file
+from stream.local.simulator import SimMessage
 from stream.settings import Settings
 from tests.conftest import free_port
 from tests.integration.conftest import dead_letters
@@ -298,3 +304,49 @@ def test_a_stuck_kpi_topic_holds_the_merge_back_without_growing_memory(
         f"{partial_lag:,.0f}, {total(metrics, 'kpistream_kpi_send_errors_total'):,.0f} "
         f"failed sends retried), RSS {rss_before:,.0f} -> {peak_rss:,.0f} MiB; compared {compared}"
     )
+
+
+def test_events_from_a_clock_far_ahead_go_to_the_dlq_and_close_no_window(
+    kafka, isolated_env, start_worker, tmp_path: Path
+) -> None:
+    """Producers' clocks minutes off are in the history already (5 % of the events are
+    up to 5 minutes late, within the grace period). Here a producer whose clock runs a
+    year ahead sends, half-way through, ticket events dated 2027: accepted, they would
+    move the watermark past every window and close them all early."""
+    env = {**isolated_env, "KPI_LIVE": "false", "KPI_GRACE": "10m", "KPI_WINDOWS": WINDOWS}
+    messages = simulated_history(tmp_path / "history.jsonl", days=4, seed=53)
+    half = len(messages) // 2
+    year_ahead_ms = int(time.time() * 1000) + 365 * 86_400_000
+    future = []
+    for i in range(5):
+        at_ms = year_ahead_ms + i * 60_000
+        body = {
+            "event_id": f"skewed-{i}",
+            "type": "ticket.created",
+            "occurred_at": format_rfc3339_ms(at_ms),
+            "ticket_id": f"SKEW-{i}",
+            "customer_id": f"c-skew-{i}",
+            "queue": "billing",
+            "priority": "urgent",
+            "channel": "email",
+        }
+        future.append(
+            SimMessage("helpdesk", f"SKEW-{i}".encode(), orjson.dumps(body), at_ms, at_ms, "event")
+        )
+    path = tmp_path / "skewed.jsonl"
+    feed_to_file(iter([*messages[:half], *future, *messages[half:]]), path)
+    worker = start_worker(env)
+    finish(start_replay(path, env))
+    metrics = wait_done([worker])
+    rejected = {
+        labels["reason"]: value for labels, value in metrics[0]["kpistream_events_rejected_total"]
+    }
+    assert rejected["future_timestamp"] == 5
+    dead = dead_letters(kafka.bootstrap, env["KPI_DLQ_TOPIC"])
+    assert sum(h["reason"] == b"future_timestamp" for h, _ in dead) == 5
+    # The windows close by the history's own time: everything equals the oracle of the
+    # history without the five.
+    watermarks = [v for _, v in metrics[0]["kpistream_watermark_timestamp_seconds"]]
+    assert max(watermarks) * 1000 < year_ahead_ms - 300 * 86_400_000
+    compared = assert_exact(kafka.bootstrap, env, messages, metrics)
+    print(f"\n5 events a year ahead among {len(messages):,}: DLQ'd; compared {compared}")
