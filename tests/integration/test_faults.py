@@ -269,10 +269,16 @@ def test_a_stuck_kpi_topic_holds_the_merge_back_without_growing_memory(
     # The KPI topic refuses every write: its records may be 64 bytes at most.
     kpi_topic = env["KPI_KPI_TOPIC"]
     set_topic_config(kafka.bootstrap, kpi_topic, **{"max.message.bytes": "64"})
-    stuck_at = total(samples(worker.metrics_text()), "kpistream_kpi_messages_total")
     rest = tmp_path / "rest.jsonl"
     rest.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[first:]))
     finish(start_replay(rest, env))
+    # The broker applies the new limit within a moment: from the first refused send on,
+    # nothing more may reach the topic.
+    deadline = time.monotonic() + 60
+    while total(metrics := samples(worker.metrics_text()), "kpistream_kpi_send_errors_total") == 0:
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.5)
+    stuck_at = total(metrics, "kpistream_kpi_messages_total")
     peak_rss, partial_lag = rss_before, 0.0
     stuck_until = time.monotonic() + 40
     while time.monotonic() < stuck_until:
