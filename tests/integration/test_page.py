@@ -78,7 +78,7 @@ class Webhook:
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
-                pass
+                """Quiet: the test reads what was posted, not the server's access log."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.port = self.server.server_address[1]

@@ -72,7 +72,7 @@ def test_basic_auth_and_https_guard_metrics_and_the_api(isolated_env, tmp_path: 
                 if status == 200 and b"kpistream_partitions_owned{" in body:
                     break
             except (urllib.error.URLError, ConnectionError):
-                pass
+                pass  # not listening yet: ask again until the deadline
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
 

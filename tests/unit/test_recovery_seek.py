@@ -105,7 +105,7 @@ class FakeBroker:
     reassignment_in_progress = False
 
     def _notify(self, future: Any) -> None:
-        pass
+        """aiokafka's fetcher wakes its waiters here; this stand-in has none."""
 
     def _create_fetch_waiter(self) -> asyncio.Future[None]:
         self.waiter = asyncio.get_running_loop().create_future()
