@@ -493,6 +493,72 @@ def demo(
         console.print("stopped")
 
 
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="messages in the pre-loaded topics")] = 1_000_000,
+    throughput_events: Annotated[
+        int, typer.Option(help="messages each throughput run is measured over")
+    ] = 250_000,
+    runs: Annotated[int, typer.Option(help="runs per figure (median, min, max)")] = 3,
+    open_tickets: Annotated[int, typer.Option(help="new tickets per memory run")] = 50_000,
+    freshness_seconds: Annotated[float, typer.Option(help="length of a freshness run")] = 20.0,
+    output: Annotated[Path, typer.Option(help="the figures, as JSON")] = Path(
+        "benchmarks/results/latest.json"
+    ),
+    plot: Annotated[Path | None, typer.Option(help="throughput and freshness, as PNG")] = Path(
+        "docs/images/benchmark.png"
+    ),
+    peer: Annotated[bool, typer.Option(help="run the Quix Streams peer")] = True,
+    profile: Annotated[
+        Path | None, typer.Option(help="also profile one worker run (pyinstrument text report)")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="new broker state: produce the dataset again")
+    ] = False,
+    work_dir: Annotated[
+        Path, typer.Option(help="the benchmark broker's state, the dataset and the runs")
+    ] = Path(".kpi/bench"),
+    port: Annotated[int, typer.Option(help="the benchmark broker's port (and port + 1)")] = 19092,
+    web_port: Annotated[int, typer.Option(help="the workers' web port")] = 16066,
+) -> None:
+    """Measure the worker against the raw consumer ceiling and Quix Streams (docs/performance.md).
+
+    Runs from a source checkout: it starts its own broker on 127.0.0.1:19092."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "harness").is_dir():
+        console.print("[red]kpi bench runs from a source checkout (benchmarks/ is not here)[/red]")
+        raise typer.Exit(2)
+    sys.path.insert(0, str(root))
+    from benchmarks.harness.report import plot as draw
+    from benchmarks.harness.report import table
+    from benchmarks.harness.run import Bench, Options
+
+    options = Options(
+        events=events,
+        throughput_events=throughput_events,
+        runs=runs,
+        open_tickets=open_tickets,
+        freshness_seconds=freshness_seconds,
+        peer=peer,
+        fresh=fresh,
+        profile_to=profile,
+        work_dir=work_dir.resolve(),
+        broker_port=port,
+        web_port=web_port,
+    )
+    results = Bench(options).run()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    if plot is not None:
+        draw(results, plot)
+    console.print(table(results), markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{results['seconds']:.0f} s; figures in {output}" + (f", plot {plot}" if plot else "")
+    )
+
+
 def _wait_for_metrics(
     url: str, worker_proc: subprocess.Popen[bytes], timeout_s: float = 180
 ) -> None:

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         description="requests above this rate wait for their turn (the web server shares "
         "its event loop with the agents: a flood must not starve them)",
     )
+    web_render_interval: str = Field(
+        "250ms",
+        description="/metrics and /status.json are rendered at most once per this interval; "
+        "requests in between get the last rendering (rendering runs on the agents' loop)",
+    )
     api_windows_kept: int = Field(
         1440,
         ge=1,
@@ -242,6 +247,7 @@ class Settings(BaseSettings):
             self.sla_warn,
             self.ticket_retention,
             self.session_timeout,
+            self.web_render_interval,
         )
         customer = (self.conversion_window, self.active_customer_window, self.retention_window)
         for text in (*durations, self.order_retention, *customer):
@@ -352,6 +358,10 @@ class Settings(BaseSettings):
     @property
     def grace_ms(self) -> int:
         return parse_duration_ms(self.grace)
+
+    @property
+    def web_render_interval_seconds(self) -> float:
+        return parse_duration_ms(self.web_render_interval) / 1000
 
     @property
     def session_timeout_seconds(self) -> float:

@@ -104,10 +104,14 @@ def register_pages(
     broker_health: BrokerHealth | None = None,
 ) -> None:
     history = status_history if status_history is not None else StatusHistory()
-    # At most one rendering a second each, however many ask (web_security.py).
-    exposition = RenderCache(lambda: generate_latest(runtime.registry))
+    # At most one rendering per interval each, however many ask (web_security.py): short
+    # enough that /metrics is fresh within a second, long enough that a flood of requests
+    # costs at most a few renderings a second.
+    interval_s = runtime.settings.web_render_interval_seconds
+    exposition = RenderCache(lambda: generate_latest(runtime.registry), interval_s)
     status = RenderCache(
-        lambda: orjson.dumps({**sample_status(runtime, history), "history": history.as_json()})
+        lambda: orjson.dumps({**sample_status(runtime, history), "history": history.as_json()}),
+        interval_s,
     )
 
     @app.page("/", name="status-page")

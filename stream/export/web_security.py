@@ -6,9 +6,9 @@ flood of requests can cost the event loop the agents share with it.
   constant time and never logged.
 - TLS: the server's certificate and key (HTTPS); the other workers, which /kpis asks for
   their partitions, are checked against web_tls_cafile.
-- `RenderCache`: /metrics and /status.json are rendered at most once per second; more
-  frequent requests get that body. Rendering costs tens of milliseconds of the loop, so a
-  flood would otherwise starve the agents.
+- `RenderCache`: /metrics and /status.json are rendered at most once per
+  `web_render_interval` (250 ms); more frequent requests get that body. Rendering costs
+  tens of milliseconds of the loop, so a flood would otherwise starve the agents.
 - `FloodGuard`: requests are let through at a bounded rate; the ones above it wait (a
   waiting request costs nothing, and its client sends no other while it waits), and
   beyond a bounded number of waiting ones the answer is 503 at once. Measured without

@@ -1,0 +1,138 @@
+"""Freshness: how long after an event is produced /metrics shows it.
+
+A live feed (simulated help-desk and order events, event time = now) is sent at a
+fixed rate, half the worker's measured maximum. Among it, every 100 ms, a probe: a
+`ticket.created` in the queue `bench-probe`, all probes sent to one partition so the
+worker processes them in the order sent. Probe k is reflected in /metrics once
+`kpistream_tickets_active{queue="bench-probe"}` summed over priority and status reaches
+k; /metrics is polled every 20 ms, so a figure is at most 20 ms late. The freshness of
+a probe is (first poll showing it) - (the moment the producer was handed it): the
+producer's batching, the broker, the fetch, processing and /metrics rendering.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+
+import orjson
+
+from benchmarks.harness.processes import WorkerProcess
+from stream.kpi.timefmt import format_rfc3339_ms
+from stream.local.simulator import SimConfig, simulate
+
+PROBE_QUEUE = "bench-probe"
+_ACTIVE = re.compile(
+    r'^kpistream_tickets_active\{[^}]*queue="' + PROBE_QUEUE + r'"[^}]*\} (\S+)$', re.M
+)
+
+
+@dataclass(frozen=True)
+class FreshnessRun:
+    rate_per_second: float  # the feed's target rate
+    sent_per_second: float  # what the producer reached
+    probes: int
+    latencies_s: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def probe_value(number: int, now_ms: int, run: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"probe-{run}-{number}",
+            "type": "ticket.created",
+            "occurred_at": format_rfc3339_ms(now_ms),
+            "schema_version": 1,
+            "ticket_id": f"P-{run}-{number}",
+            "customer_id": f"probe-customer-{number}",
+            "queue": PROBE_QUEUE,
+            "priority": "normal",
+            "channel": "web",
+        }
+    )
+
+
+def probes_shown(text: str) -> int:
+    return int(sum(float(v) for v in _ACTIVE.findall(text)))
+
+
+def measure_freshness(
+    worker: WorkerProcess,
+    bootstrap: str,
+    helpdesk_topic: str,
+    orders_topic: str,
+    rate: float,
+    seconds: float,
+    probe_every_s: float = 0.1,
+) -> FreshnessRun:
+    """Feed `rate` messages/s for `seconds`, probes included; return each probe's freshness."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=5, client_id="kpi-bench-freshness"
+    )
+    run = uuid.uuid4().hex[:8]
+    sent_at: list[float] = []  # probe k-1's hand-over time
+    shown_at: dict[int, float] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        shown = 0
+        while True:
+            try:
+                now_shown = probes_shown(worker.metrics_text())
+            except OSError:  # a poll that failed: the next one counts
+                now_shown = shown
+            t = time.time()
+            for k in range(shown + 1, now_shown + 1):
+                shown_at[k] = t
+            shown = max(shown, now_shown)
+            if stop.is_set() and (shown >= len(sent_at) or t > stop_at[0] + 10):
+                return  # all shown, or a probe never shown (reported as missing)
+            time.sleep(0.02)
+
+    stop_at = [float("inf")]
+    poller = threading.Thread(target=poll, name="freshness-poll", daemon=True)
+    poller.start()
+    config = SimConfig.for_rate(rate, seed=3, start_ms=int(time.time() * 1000))
+    feed = (m for m in simulate(config) if m.kind == "event")
+    names = {"helpdesk": helpdesk_topic, "orders": orders_topic}
+    started = time.monotonic()
+    next_probe = started
+    sent = 0
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate)
+            while sent < due:
+                m = next(feed)
+                producer.send(names[m.topic], key=m.key, value=m.value)
+                sent += 1
+            if time.monotonic() >= next_probe:
+                number = len(sent_at) + 1
+                now_ms = int(time.time() * 1000)
+                value = probe_value(number, now_ms, run)
+                sent_at.append(time.time())
+                producer.send(helpdesk_topic, key=f"P-{run}".encode(), value=value, partition=0)
+                sent += 1
+                next_probe += probe_every_s
+            time.sleep(0.001)
+        producer.flush(timeout=30)
+    finally:
+        stop_at[0] = time.time()
+        stop.set()
+        poller.join(timeout=20)
+        producer.close(timeout=10)
+    latencies = [shown_at[k] - sent_at[k - 1] for k in range(1, len(sent_at) + 1) if k in shown_at]
+    missing = len(sent_at) - len(latencies)
+    if missing:
+        raise RuntimeError(f"{missing} of {len(sent_at)} probes never reached /metrics")
+    return FreshnessRun(rate, sent / seconds, len(sent_at), latencies)
