@@ -79,6 +79,11 @@ def worker(
     settings = _settings()
     # Faust exits too when it cannot bootstrap at start, with a traceback.
     _check_kafka(settings)
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        # Before the worker is built: every loop it asks for is then a uvloop loop.
+        mode.loop.use("uvloop")
     Worker(settings).run(loglevel=loglevel)
 
 

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         description="requests above this rate wait for their turn (the web server shares "
         "its event loop with the agents: a flood must not starve them)",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="the worker's event loop: uvloop (libuv, faster sockets and callbacks) "
+        "or Python's own asyncio loop",
+    )
     web_render_interval: str = Field(
         "250ms",
         description="/metrics and /status.json are rendered at most once per this interval; "

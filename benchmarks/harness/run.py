@@ -55,6 +55,7 @@ class Options:
     broker_port: int = 19092
     web_port: int = 16066
     work_dir: Path = ROOT / ".kpi" / "bench"
+    peer_venv: Path = ROOT / ".kpi" / "bench-venv"  # Quix Streams' own virtualenv
     peer: bool = True
     fresh: bool = False
     profile_to: Path | None = None  # a pyinstrument report of one more worker run
@@ -223,7 +224,7 @@ class Bench:
         results["recovery_seconds"] = Figure.of(recovery).as_json()
 
         if o.peer:
-            python = ensure_venv(self.work.parent / "bench-venv")
+            python = ensure_venv(o.peer_venv)
             quix = []
             for i in range(o.runs):
                 run = self.run_name("quix")
