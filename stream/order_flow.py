@@ -109,11 +109,11 @@ class OrderFlow(EntityFlow):
         order_id = str(event.body["order_id"])
         applied = self.apply_item(order_id, event, event.occurred_at_ms, partition, table, now_ms)
         if applied.duplicate:
-            self.pipeline.duplicates.labels(self.topic).inc()
+            self.pipeline.child(self.pipeline.duplicates, self.topic).inc()
         elif applied.dropped:
             self.pipeline.dropped.labels(self.topic, "order_history_full").inc()
         else:
-            self.pipeline.events.labels(self.topic, event.type).inc()
+            self.pipeline.child(self.pipeline.events, self.topic, event.type).inc()
         return OrderResult(
             event=event,
             duplicate=applied.duplicate,

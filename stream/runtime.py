@@ -281,13 +281,14 @@ class WorkerRuntime:
             value = activity(customer, event.event_id, event.occurred_at_ms, "ticket", complaint)
             result.activities.append((customer, value))
         if result.duplicate:
-            self.metrics.duplicates.labels(topic).inc()
+            self.metrics.child(self.metrics.duplicates, topic).inc()
             return result
-        self.metrics.events.labels(topic, event.type).inc()
+        self.metrics.child(self.metrics.events, topic, event.type).inc()
         # Keep the gauge at the newest event time, not the last one processed.
         if event.occurred_at_ms > self._newest_event_ms.get(topic, -(2**62)):
             self._newest_event_ms[topic] = event.occurred_at_ms
-            self.metrics.last_event_timestamp.labels(topic).set(event.occurred_at_ms / 1000.0)
+            gauge = self.metrics.child(self.metrics.last_event_timestamp, topic)
+            gauge.set(event.occurred_at_ms / 1000.0)
         watermark = kpis.event_watermark_ms()
         if watermark is not None:
             # The clocks this event's time has run out: breached now, recorded in their
@@ -498,6 +499,7 @@ class WorkerRuntime:
 
     def _count_live_facts(self, facts: list[Contribution]) -> None:
         m = self.metrics
+        child = m.child  # labels() children, looked up once
         groups: dict[str, list[Contribution]] = defaultdict(list)
         for c in facts:
             groups[c.ident].append(c)
@@ -508,42 +510,43 @@ class WorkerRuntime:
                 name = c.name
                 kind, _, rest = name.partition(":")
                 if name == "created":
-                    m.tickets_created.labels(q, p, str("created_complaint" in names).lower()).inc()
+                    flag = str("created_complaint" in names).lower()
+                    child(m.tickets_created, q, p, flag).inc()
                 elif name == "escalated":
                     flag = str("escalated_complaint" in names).lower()
-                    m.tickets_escalated.labels(q, p, flag).inc()
+                    child(m.tickets_escalated, q, p, flag).inc()
                 elif kind == "solved":
-                    m.tickets_solved.labels(q, p, rest).inc()
+                    child(m.tickets_solved, q, p, rest).inc()
                 elif kind == "settled":
-                    m.value_settled.labels(self.currency_labels.label(rest)).inc(c.value)
+                    child(m.value_settled, self.currency_labels.label(rest)).inc(c.value)
                 elif name == "reopened":
-                    m.tickets_reopened.labels(q, p).inc()
+                    child(m.tickets_reopened, q, p).inc()
                 elif name == "agent_replies":
-                    m.agent_replies.labels(q, p).inc()
+                    child(m.agent_replies, q, p).inc()
                 elif name == "handle_seconds":
-                    m.handle_time.labels(q).observe(c.value)
+                    child(m.handle_time, q).observe(c.value)
                 elif name == "first_response_seconds":
-                    m.first_response.labels(q, p).observe(c.value)
+                    child(m.first_response, q, p).observe(c.value)
                 elif name == "resolution_seconds":
-                    m.resolution.labels(q, p, "first").observe(c.value)
+                    child(m.resolution, q, p, "first").observe(c.value)
                 elif name == "full_resolution_seconds":
-                    m.resolution.labels(q, p, "full").observe(c.value)
+                    child(m.resolution, q, p, "full").observe(c.value)
                 elif name == "requester_wait_seconds":
-                    m.requester_wait.labels(q, p).observe(c.value)
+                    child(m.requester_wait, q, p).observe(c.value)
                 elif name == "agent_work_seconds":
-                    m.agent_work.labels(q, p).observe(c.value)
+                    child(m.agent_work, q, p).observe(c.value)
                 elif name == "touches":
-                    m.touches.labels(q, p).observe(c.value)
+                    child(m.touches, q, p).observe(c.value)
                 elif kind == "csat":
-                    m.csat.labels(q, p, rest).inc()
+                    child(m.csat, q, p, rest).inc()
                 elif kind == "nps":
-                    m.nps.labels(q, p, rest).inc()
+                    child(m.nps, q, p, rest).inc()
                 elif kind == "sla":
                     sla, _, outcome = rest.partition(":")
-                    m.sla.labels(sla, q, p, outcome).inc()
+                    child(m.sla, sla, q, p, outcome).inc()
                 elif name == "selfservice:sessions":
                     ok = str("selfservice:succeeded" in names).lower()
-                    m.selfservice_sessions.labels(ok).inc()
+                    child(m.selfservice_sessions, ok).inc()
                 elif name in ("selfservice_screens", "selfservice_clicks"):
                     ok = str("selfservice:succeeded" in names).lower()
                     family = (
@@ -551,7 +554,7 @@ class WorkerRuntime:
                         if name == "selfservice_screens"
                         else m.selfservice_clicks
                     )
-                    family.labels(ok).observe(c.value)
+                    child(family, ok).observe(c.value)
 
     def _apply_shift(self, event: Event, partition: int, scopes: MutableMapping[str, Any]) -> None:
         key = f"shift:{event.body['agent_id']}"
@@ -674,7 +677,7 @@ class WorkerRuntime:
             at = result.event.occurred_at_ms
             if at > self._newest_event_ms.get(topic, -(2**62)):
                 self._newest_event_ms[topic] = at
-                self.metrics.last_event_timestamp.labels(topic).set(at / 1000.0)
+                self.metrics.child(self.metrics.last_event_timestamp, topic).set(at / 1000.0)
         return result
 
     def process_indicator(self, raw: bytes | None, now_ms: int | None = None) -> IndicatorResult:

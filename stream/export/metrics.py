@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -58,10 +59,32 @@ COUNT_BUCKETS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0)
 HANDLE_BUCKETS_SECONDS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 
 
+class LabelCache:
+    """The child of a labelled metric for some label values, looked up once.
+
+    `metric.labels(...)` validates, converts and locks on every call, once per event
+    and fact here; the child it returns for the same values is always the same object
+    (nothing removes children), so it is kept: `cache(metric, *values)` is
+    `metric.labels(*values)`, a dict lookup after the first call."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def __call__(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+
 class PipelineMetrics:
     """The counters and histograms the agents update, in an injected registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.child = LabelCache()
         # The `_created` series double the exposition and no dashboard reads them.
         # (A process-wide switch in prometheus_client; the worker owns its process.)
         disable_created_metrics()

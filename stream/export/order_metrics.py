@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from stream.export.metrics import LabelCache
 from stream.kpi.contrib import Contribution
 
 CONFIRMATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0)
@@ -17,6 +18,8 @@ CONFIRMATION_BUCKETS_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.
 
 class OrderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.child = LabelCache()
+
         def counter(name: str, help_text: str, labels: list[str]) -> Counter:
             return Counter(name, help_text, labels, registry=registry)
 
@@ -61,6 +64,7 @@ class OrderMetrics:
 
     def count(self, facts: list[Contribution]) -> None:
         """Count facts seen for the first time (the caller keeps them from repeating)."""
+        child = self.child
         by_ident: dict[str, list[Contribution]] = defaultdict(list)
         for c in facts:
             by_ident[c.ident].append(c)
@@ -68,22 +72,23 @@ class OrderMetrics:
             names = {c.name for c in group}
             for c in group:
                 channel = c.dims[0]
-                kind, _, rest = c.name.partition(":")
-                if c.name == "placed":
-                    self.placed.labels(channel).inc()
-                elif c.name == "cancelled":
-                    self.cancelled.labels(channel).inc()
-                elif c.name == "confirmation_seconds":
-                    self.confirmation.labels(channel).observe(c.value)
+                name = c.name
+                kind, _, rest = name.partition(":")
+                if name == "placed":
+                    child(self.placed, channel).inc()
+                elif name == "cancelled":
+                    child(self.cancelled, channel).inc()
+                elif name == "confirmation_seconds":
+                    child(self.confirmation, channel).observe(c.value)
                 elif kind == "confirm_sla":
-                    self.confirmation_sla.labels(channel, rest).inc()
-                elif c.name == "clicks:confirmed":
+                    child(self.confirmation_sla, channel, rest).inc()
+                elif name == "clicks:confirmed":
                     one = str("clicks:one" in names).lower()
-                    self.one_click.labels(channel, one).inc()
+                    child(self.one_click, channel, one).inc()
                 elif kind == "ship_notice":
-                    self.shipment_notice.labels(channel, rest).inc()
+                    child(self.shipment_notice, channel, rest).inc()
                 elif kind == "delay_notice":
-                    self.delay_notice.labels(channel, rest).inc()
-                elif c.name == "on_time:delivered":
+                    child(self.delay_notice, channel, rest).inc()
+                elif name == "on_time:delivered":
                     on_time = str("on_time:met" in names).lower()
-                    self.deliveries.labels(channel, on_time).inc()
+                    child(self.deliveries, channel, on_time).inc()

@@ -77,10 +77,11 @@ def _ratio(good: float, total: float) -> float | None:
 def _quantiles(
     sketch: QuantileSketch | None, prefix: str = "", suffix: str = "_seconds"
 ) -> dict[str, Any]:
-    return {
-        f"{prefix}p{q}{suffix}": (sketch.quantile(q / 100) if sketch is not None else None)
-        for q in (50, 90, 99)
-    }
+    values = sketch.quantiles(_Q_FRACTIONS) if sketch is not None else [None, None, None]
+    return {f"{prefix}p{q}{suffix}": v for q, v in zip((50, 90, 99), values, strict=True)}
+
+
+_Q_FRACTIONS = (50 / 100, 90 / 100, 99 / 100)  # the divisions quantile(q / 100) makes
 
 
 # --- the KPIs: (merged data) -> values, or None when the window has nothing to say ----
@@ -95,9 +96,12 @@ def _tickets_active(m: Merged) -> dict[str, Any] | None:
 def _latency(sample: str) -> Callable[[Merged], dict[str, Any] | None]:
     def values(m: Merged) -> dict[str, Any] | None:
         sketch = m.sketches.get(sample)
-        if sketch is None or not sketch.count:
+        if sketch is None:
             return None
-        return {"count": sketch.count, "sum_seconds": sketch.sum, **_quantiles(sketch)}
+        count = sketch.count
+        if not count:
+            return None
+        return {"count": count, "sum_seconds": sketch.sum, **_quantiles(sketch)}
 
     return values
 
@@ -149,6 +153,7 @@ def _work(m: Merged) -> dict[str, Any] | None:
     handled = handle.count if handle is not None else 0
     if not first and not replies and not handled:
         return None
+    p50, p90 = handle.quantiles((0.5, 0.9)) if handled and handle else (None, None)
     return {
         "first_solves": first,
         "touches": touches,
@@ -157,8 +162,8 @@ def _work(m: Merged) -> dict[str, Any] | None:
         "one_touch_rate": _ratio(one, first),
         "agent_replies": replies,
         "handle_count": handled,
-        "handle_p50_seconds": handle.quantile(0.5) if handled and handle else None,
-        "handle_p90_seconds": handle.quantile(0.9) if handled and handle else None,
+        "handle_p50_seconds": p50,
+        "handle_p90_seconds": p90,
     }
 
 
@@ -191,14 +196,16 @@ def _self_service(m: Merged) -> dict[str, Any] | None:
         return None
     screens, clicks = m.sketches.get("selfservice_screens"), m.sketches.get("selfservice_clicks")
     succeeded = m.n("selfservice:succeeded")
+    screens_p50, screens_p90 = screens.quantiles((0.5, 0.9)) if screens else (None, None)
+    clicks_p50, clicks_p90 = clicks.quantiles((0.5, 0.9)) if clicks else (None, None)
     return {
         "sessions": sessions,
         "succeeded": succeeded,
         "success_rate": succeeded / sessions,
-        "screens_p50": screens.quantile(0.5) if screens else None,
-        "screens_p90": screens.quantile(0.9) if screens else None,
-        "clicks_p50": clicks.quantile(0.5) if clicks else None,
-        "clicks_p90": clicks.quantile(0.9) if clicks else None,
+        "screens_p50": screens_p50,
+        "screens_p90": screens_p90,
+        "clicks_p50": clicks_p50,
+        "clicks_p90": clicks_p90,
     }
 
 
@@ -317,11 +324,23 @@ def message(
 ) -> tuple[str, dict[str, Any]]:
     """The kpi.windows.v1 message of one KPI value (schemas/kpi/kpi-window.v1)."""
     start = fmt(start_ms)
+    end = fmt(window_end_ms(start_ms, size_ms))
+    body = message_body(value, format_duration_ms(size_ms), start, end, revision, final)
+    body["emitted_at"] = emitted_at_text
+    body["schema_version"] = 1
+    return message_key(value.kpi, size_ms, start, value.dims_text), body
+
+
+def message_body(
+    value: KpiValue, window: str, start: str, end: str, revision: int, final: bool
+) -> dict[str, Any]:
+    """`message()`'s body up to its sketches, from the window's texts (the merge spells
+    them once per window); `emitted_at` and `schema_version` follow."""
     body: dict[str, Any] = {
         "kpi": value.kpi,
-        "window": format_duration_ms(size_ms),
+        "window": window,
         "window_start": start,
-        "window_end": fmt(window_end_ms(start_ms, size_ms)),
+        "window_end": end,
         "dimensions": value.dims,
         "revision": revision,
         "is_final": final,
@@ -329,6 +348,4 @@ def message(
     }
     if value.sketches:
         body["sketches"] = value.sketches
-    body["emitted_at"] = emitted_at_text
-    body["schema_version"] = 1
-    return message_key(value.kpi, size_ms, start, value.dims_text), body
+    return body

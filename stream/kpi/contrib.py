@@ -14,7 +14,6 @@ it appears, and never take it back (Prometheus counters only go up).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -59,12 +58,24 @@ def is_sample(name: str) -> bool:
 def diff(
     before: Iterable[Contribution], after: Iterable[Contribution]
 ) -> list[tuple[Contribution, int]]:
-    """(contribution, +1 or -1) that turn `before` into `after` (multisets)."""
-    change: Counter[Contribution] = Counter(after)
-    change.subtract(Counter(before))
+    """(contribution, +1 or -1) that turn `before` into `after` (multisets).
+
+    In the order of first appearance in `after`, then in `before` (the order of
+    `Counter(after) - Counter(before)`): the windows add their floats in that order.
+    A plain dict, not Counter: this runs for every event."""
+    change: dict[Contribution, int] = {}
+    get = change.get
+    for item in after:
+        change[item] = get(item, 0) + 1
+    for item in before:
+        change[item] = get(item, 0) - 1
     out: list[tuple[Contribution, int]] = []
     for item, n in change.items():
-        if n:
+        if n == 1:
+            out.append((item, 1))
+        elif n == -1:
+            out.append((item, -1))
+        elif n:
             sign = 1 if n > 0 else -1
             out.extend((item, sign) for _ in range(abs(n)))
     return out

@@ -32,11 +32,13 @@ from stream.kpi.catalogue import (
     Merged,
     carried_values,
     fill_change,
-    message,
+    message_body,
+    message_key,
     window_values,
 )
 from stream.kpi.partition import parse_dims_key
 from stream.kpi.sketch import QuantileSketch
+from stream.kpi.windows import format_duration_ms, window_end_ms
 
 WindowId = tuple[int, int]  # (size_ms, start_ms)
 Output = tuple[str, dict[str, Any] | None]  # (key, message); None is a tombstone
@@ -332,7 +334,8 @@ class WindowMerger:
             part = state.get(key)
             if part is None:
                 continue
-            dims = parse_dims_key(key.split("|", 4)[4])
+            _, _, _, partition_text, dims_text = key.split("|", 4)
+            dims = parse_dims_key(dims_text)
             piece = Merged(
                 counts=dict(part.get("counts", {})),
                 sketches={
@@ -345,7 +348,7 @@ class WindowMerger:
                 merged[dims].merge(piece)
             else:
                 merged[dims] = piece
-            sent.setdefault(key.split("|", 4)[4], set()).add(int(key.split("|", 4)[3]))
+            sent.setdefault(dims_text, set()).add(int(partition_text))
         size, start = wid
         for dims_text, partitions in sent.items():
             for partition in range(self.partitions):
@@ -368,20 +371,33 @@ class WindowMerger:
         out: list[Output] = []
         seen: set[str] = set()
         stamp = self.fmt(emitted_at_ms)
-        for value in self.values(self._merged(wid, state), size, start):
-            name = f"{value.kpi}|{value.dims_text}"
+        start_text = self.fmt(start)
+        end_text = self.fmt(window_end_ms(start, size))
+        window_text = format_duration_ms(size)
+        values = self.values(self._merged(wid, state), size, start)
+        # The values of a dimension set share its dims object: spelled once (ids are
+        # unique while `values` holds them).
+        texts: dict[int, str] = {}
+        for value in values:
+            dims_text = texts.get(id(value.dims))
+            if dims_text is None:
+                dims_text = texts[id(value.dims)] = value.dims_text
+            name = f"{value.kpi}|{dims_text}"
             kept = self.carry(value)
             if kept is not None:
                 carried[name] = kept
                 self.change(value, previous_carried.get(name))
-            key, body = message(value, size, start, 0, final, stamp, self.fmt)
+            key = message_key(value.kpi, size, start_text, dims_text)  # message()'s key
             seen.add(key)
             digest = _digest(value.values)
             old = emitted.get(key)
             if old is not None and old[1] == digest and (old[2] or not final):
                 continue  # nothing new to say
+            # Only a message that goes out is written (message()'s body).
             revision = 0 if old is None else int(old[0]) + 1
-            body["revision"] = revision
+            body = message_body(value, window_text, start_text, end_text, revision, final)
+            body["emitted_at"] = stamp
+            body["schema_version"] = 1
             emitted[key] = [revision, digest, final]
             out.append((key, body))
         for key, old in emitted.items():

@@ -112,10 +112,6 @@ def _sorted_events(state: OrderState) -> list[list[Any]]:
     return sorted(state.events, key=lambda e: (e[0], e[1] != "order.placed", state.ids[e[2]]))
 
 
-def _first(events: list[list[Any]], kind: str, since: int = -(2**62)) -> list[Any] | None:
-    return next((e for e in events if e[1] == kind and e[0] >= since), None)
-
-
 def derive(state: OrderState) -> OrderView:
     """The order's contributions (O1-O6) and running timers, from its events.
 
@@ -133,13 +129,24 @@ def derive(state: OrderState) -> OrderView:
     channel = str(placed_fields.get("channel") or "unknown")
     dims: Dims = (channel, "")
     facts = view.contributions
+    append, new, C = facts.append, tuple.__new__, Contribution
 
     def fact(at_ms: int, name: str, value: float = 1.0, ident: str = "") -> None:
-        facts.append(Contribution(at_ms, dims, name, value, ident or name.split(":")[0]))
+        # Contribution(...) without its Python-level __new__
+        append(new(C, (at_ms, dims, name, value, ident or name.split(":")[0])))
+
+    # The first event of each type after the placement (`_first` of each, in one pass)
+    # and its place in `after`.
+    firsts: dict[str, list[Any]] = {}
+    places: dict[str, int] = {}
+    for i, e in enumerate(after):
+        if e[1] not in firsts and e[0] >= -(2**62):
+            firsts[e[1]] = e
+            places[e[1]] = i
 
     fact(placed_at, "placed")
-    confirmed = _first(after, "order.confirmed")
-    cancelled = _first(after, "order.cancelled")
+    confirmed = firsts.get("order.confirmed")
+    cancelled = firsts.get("order.cancelled")
     if cancelled is not None:
         fact(cancelled[0], "cancelled")
 
@@ -165,7 +172,7 @@ def derive(state: OrderState) -> OrderView:
         view.timers.append(Timer(state.order_id, CONFIRM, deadline))
 
     # O4: a shipment notice within 15 minutes of the (first) shipment.
-    shipped = _first(after, "order.shipped")
+    shipped = firsts.get("order.shipped")
     if shipped is not None:
         fact(shipped[0], "shipped")
         notice = next(
@@ -188,10 +195,10 @@ def derive(state: OrderState) -> OrderView:
 
     # O5: after the (first) delay, whichever comes first: the delay notice, the
     # customer's contact about the order, or the end of the order without either.
-    delayed = _first(after, "order.delayed")
+    delayed = firsts.get("order.delayed")
     if delayed is not None:
         fact(delayed[0], "delayed")
-        for e in after[after.index(delayed) + 1 :]:
+        for e in after[places["order.delayed"] + 1 :]:
             if e[1] == "notification.sent" and e[3].get("kind") == "delayed":
                 fact(e[0], "delay_notice:told_first")
                 break
@@ -203,7 +210,7 @@ def derive(state: OrderState) -> OrderView:
                 break
 
     # O6: delivered by the date promised at the (first) shipment.
-    delivered = _first(after, "order.delivered")
+    delivered = firsts.get("order.delivered")
     if delivered is not None:
         fact(delivered[0], "delivered")
         promised = shipped[3].get("promised_by_ms") if shipped is not None else None

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.kpi.contrib import ACTIVE_PREFIX, ALL_DIMS, Contribution, Dims, is_sample
+from stream.kpi.contrib import ACTIVE_PREFIX, ALL_DIMS, SAMPLE_NAMES, Contribution, Dims
 from stream.kpi.sketch import QuantileSketch
 from stream.kpi.tickets import ActiveKey
 from stream.kpi.windows import window_start_ms
@@ -52,13 +52,15 @@ class Window:
         agg = self.dims.get(c.dims)
         if agg is None:
             agg = self.dims[c.dims] = DimsAgg()
-        if is_sample(c.name):
-            sketch = agg.sketches.get(c.name)
+        name = c.name
+        if name in SAMPLE_NAMES:
+            sketch = agg.sketches.get(name)
             if sketch is None:
-                sketch = agg.sketches[c.name] = QuantileSketch(relative_accuracy)
+                sketch = agg.sketches[name] = QuantileSketch(relative_accuracy)
             sketch.add(c.value, weight)
         else:
-            agg.counts[c.name] = agg.counts.get(c.name, 0) + c.value * weight
+            counts = agg.counts
+            counts[name] = counts.get(name, 0) + c.value * weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +155,18 @@ class PartitionKpis:
     def apply(self, changes: Iterable[tuple[Contribution, int]]) -> int:
         """Add (+1) or take back (-1) contributions; returns how many were late."""
         late = 0
+        windows, sent, accuracy = self.windows, self.sent, self.relative_accuracy
+        final_through = self.final_through_ms
+        # (size, start of its oldest window that is not final): fixed while applying.
+        sizes = [
+            (size, None if final_through is None else window_start_ms(final_through, size))
+            for size in self.window_sizes_ms
+        ]
         for c, weight in changes:
             is_late = False
-            for size in self.window_sizes_ms:
-                start = window_start_ms(c.at_ms, size)
-                first_open = self.next_start_ms(size)
+            at = c.at_ms
+            for size, first_open in sizes:
+                start = (at // size) * size  # window_start_ms
                 if first_open is not None and start < first_open:
                     is_late = True
                     if c.name.startswith(ACTIVE_PREFIX):
@@ -165,11 +174,12 @@ class PartitionKpis:
                         # windows after it still show the right active counts.
                         self._add_active(self.active_base.setdefault(size, {}), c, weight)
                     continue
-                window = self.windows.get((size, start))
+                wid = (size, start)
+                window = windows.get(wid)
                 if window is None:
-                    window = self.windows[(size, start)] = Window(size, start)
-                window.add(c, weight, self.relative_accuracy)
-                if (size, start) in self.sent:
+                    window = windows[wid] = Window(size, start)
+                window.add(c, weight, accuracy)
+                if wid in sent:
                     self.dirty_from[size] = min(self.dirty_from.get(size, start), start)
             if is_late:
                 late += 1

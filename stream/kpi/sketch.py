@@ -15,6 +15,7 @@ is all a quantile needs (no min/max, which removal could not keep exact).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import lru_cache
 from typing import Any
 
@@ -28,14 +29,28 @@ def _mapping(relative_accuracy: float) -> LogarithmicMapping:
     return LogarithmicMapping(relative_accuracy)
 
 
+@lru_cache(maxsize=8)
+def _bucket_values(relative_accuracy: float) -> dict[int, float]:
+    """`float(mapping.value(key))` by key, filled as keys come up (a few hundred)."""
+    return {}
+
+
+def _bucket_value(mapping: LogarithmicMapping, values: dict[int, float], key: int) -> float:
+    value = values.get(key)
+    if value is None:
+        value = values[key] = float(mapping.value(key))
+    return value
+
+
 class QuantileSketch:
     """Quantiles of non-negative values (latencies in seconds, counts of clicks)."""
 
-    __slots__ = ("_mapping", "bins", "relative_accuracy", "sum", "zero_count")
+    __slots__ = ("_mapping", "_values", "bins", "relative_accuracy", "sum", "zero_count")
 
     def __init__(self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
         self.relative_accuracy = relative_accuracy
         self._mapping = _mapping(relative_accuracy)
+        self._values = _bucket_values(relative_accuracy)
         self.bins: dict[int, int] = {}
         self.zero_count = 0
         self.sum = 0.0
@@ -104,8 +119,39 @@ class QuantileSketch:
         for key in sorted(self.bins):
             running += self.bins[key]
             if running > rank:
-                return float(self._mapping.value(key))
-        return float(self._mapping.value(max(self.bins)))
+                return _bucket_value(self._mapping, self._values, key)
+        return _bucket_value(self._mapping, self._values, max(self.bins))
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
+        """`[self.quantile(q) for q in qs]`, sorting the bins once."""
+        n = self.count
+        if not n:
+            return [None for _ in qs]
+        keys = sorted(self.bins)
+        if not keys:
+            return [self.quantile(q) for q in qs]
+        running = self.zero_count
+        cumulative = []  # running count after each key, in key order
+        for key in keys:
+            c = self.bins[key]
+            if c < 0:  # not a sorted sequence to bisect (never made by add/merge)
+                return [self.quantile(q) for q in qs]
+            running += c
+            cumulative.append(running)
+        out: list[float | None] = []
+        for q in qs:
+            if not 0 <= q <= 1:
+                out.append(None)
+                continue
+            rank = q * (n - 1)
+            if rank < self.zero_count:
+                out.append(0.0)
+                continue
+            # The first key whose running count exceeds the rank; the largest if none.
+            i = bisect_right(cumulative, rank)
+            key = keys[i] if i < len(keys) else keys[-1]
+            out.append(_bucket_value(self._mapping, self._values, key))
+        return out
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -153,12 +153,21 @@ def sort_key(state: TicketState) -> Callable[[list[Any]], tuple[int, int, str]]:
     return lambda e: (e[0], 0 if e[1] == "ticket.created" else 1, ids[e[2]])
 
 
+_new_tuple = tuple.__new__  # Contribution(...) without the Python-level __new__
+
+
 def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], str]) -> TicketView:
-    """The ticket's contributions, running clocks and gauge place (docs/kpis.md)."""
+    """The ticket's contributions, running clocks and gauge place (docs/kpis.md).
+
+    Runs for every event: the current queue label and dimensions are kept in locals
+    (`queue_label` maps a value the same way every time), contributions are built
+    with tuple.__new__ (what Contribution(...) calls)."""
     order = sorted(state.events, key=sort_key(state))
     view = TicketView(newest_ms=order[-1][0] if order else None)
     out = view.contributions
-    for t, kind, pos, f in order:  # sessions count whether or not the ticket exists
+    index = None
+    for number, (t, kind, pos, f) in enumerate(order):
+        # sessions count whether or not the ticket exists
         if kind == "selfservice.session":
             out += session_contributions(
                 t,
@@ -167,9 +176,11 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
                 bool(f.get("succeeded")),
                 f"#{pos}",
             )
-    index = next((i for i, e in enumerate(order) if e[1] == "ticket.created"), None)
+        elif index is None and kind == "ticket.created":
+            index = number
     if index is None:
         return view
+    new, append, C = _new_tuple, out.append, Contribution
     created_at, _, _, cf = order[index]
     view.created_at_ms = created_at
     queue, priority, status = (
@@ -179,57 +190,53 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
     )
     complaint = cf.get("subject_kind") == "complaint"
     first_priority = priority
+    label = queue_label(queue)  # of the current queue
+    d: Dims = (label, priority)  # the current dimensions
     # Changes of the queue label and of the status, in event time, from the creation:
     # "the state at time T" is the last change before T.
-    queue_times, queue_labels = [created_at], [queue_label(queue)]
+    queue_times, queue_labels = [created_at], [label]
     status_times, statuses = [created_at], ["new"]
 
-    def dims() -> Dims:
-        return (queue_label(queue), priority)
-
-    def add(at: int, d: Dims, name: str, value: float, ident: str) -> None:
-        out.append(Contribution(at, d, name, value, ident))
-
-    add(created_at, dims(), "created", 1, "c")
+    append(new(C, (created_at, d, "created", 1, "c")))
     if complaint:
-        add(created_at, dims(), "created_complaint", 1, "c")
-    key: ActiveKey | None = (*dims(), "new")
-    add(created_at, dims(), "active:new", 1, "a")
+        append(new(C, (created_at, d, "created_complaint", 1, "c")))
+    key: ActiveKey | None = (label, priority, "new")
+    append(new(C, (created_at, d, "active:new", 1, "a")))
 
-    first_reply = first_solve = first_close = last_solve = None
+    first_solve = first_close = last_solve = None
     # Places in the event order of the answers and stops: at the same millisecond the
     # order decides whether a reply answered a clock or came after its stop.
     place: dict[str, int] = {}
     touches = 0
     touches_at_first_solve = 0
-    first_solve_dims: Dims = dims()
-    first_close_dims: Dims = dims()
+    first_solve_dims: Dims = d
+    first_close_dims: Dims = d
     # Events ordered before the creation count, in the creation's dimensions, but do
     # not set the state: the creation does.
     for number, (t, kind, pos, f) in enumerate(order):
         if number == index or kind == "ticket.created":
             continue
-        before_creation = number < index
-        ident = f"#{pos}"
-        d = dims()
         if kind == "ticket.replied":
             if f.get("author") == "agent" and f.get("public") is True:
+                ident = f"#{pos}"
                 touches += 1
-                add(t, d, "agent_replies", 1, ident)
+                append(new(C, (t, d, "agent_replies", 1, ident)))
                 if f.get("handle_seconds") is not None:
-                    add(t, d, "handle_seconds", float(f["handle_seconds"]), ident)
-                if first_reply is None:
-                    first_reply, place["reply"] = t, number
-                    add(t, d, "first_response_seconds", max(0, t - created_at) / 1000.0, "fr")
+                    append(new(C, (t, d, "handle_seconds", float(f["handle_seconds"]), ident)))
+                if "reply" not in place:
+                    place["reply"] = number
+                    wait = max(0, t - created_at) / 1000.0
+                    append(new(C, (t, d, "first_response_seconds", wait, "fr")))
         elif kind == "ticket.solved":
+            ident = f"#{pos}"
             method = str(f.get("method") or "agent")
-            add(t, d, f"solved:{method}", 1, ident)
+            append(new(C, (t, d, f"solved:{method}", 1, ident)))
             settled = f.get("settled_amount") or {}
             amount = _settled_value(settled.get("value"))
             if amount is not None and settled.get("currency"):
                 currency = str(settled["currency"])
-                add(t, d, f"settled:{currency}", amount, ident)
-                add(t, d, f"settled_solves:{currency}", 1, ident)
+                append(new(C, (t, d, f"settled:{currency}", amount, ident)))
+                append(new(C, (t, d, f"settled_solves:{currency}", 1, ident)))
             if first_solve is None:
                 first_solve, first_solve_dims, touches_at_first_solve = t, d, touches
                 place["solve"] = number
@@ -239,41 +246,45 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
                 first_close, first_close_dims = t, d
                 place["close"] = number
                 final_solve = last_solve if last_solve is not None else t
-                add(
-                    t, d, "full_resolution_seconds", max(0, final_solve - created_at) / 1000.0, "x1"
-                )
+                full = max(0, final_solve - created_at) / 1000.0
+                append(new(C, (t, d, "full_resolution_seconds", full, "x1")))
         elif kind == "ticket.reopened":
-            add(t, d, "reopened", 1, ident)
+            append(new(C, (t, d, "reopened", 1, f"#{pos}")))
         elif kind == "ticket.escalated":
-            add(t, d, "escalated", 1, ident)
+            ident = f"#{pos}"
+            append(new(C, (t, d, "escalated", 1, ident)))
             if complaint:
-                add(t, d, "escalated_complaint", 1, ident)
+                append(new(C, (t, d, "escalated_complaint", 1, ident)))
         elif kind == "survey.csat":
-            add(t, d, f"csat:{int(f['score'])}", 1, ident)
+            append(new(C, (t, d, f"csat:{int(f['score'])}", 1, f"#{pos}")))
         elif kind == "survey.nps":
-            add(t, d, f"nps:{nps_category(int(f['score']))}", 1, ident)
-        if before_creation:
+            append(new(C, (t, d, f"nps:{nps_category(int(f['score']))}", 1, f"#{pos}")))
+        if number < index:  # before the creation: sets no state
             continue
         # --- the state this event sets ---
         if kind == "ticket.status_changed":
             status = str(f["status"])
-        elif kind in _STATUS_OF:
-            status = _STATUS_OF[kind]
-        elif kind == "ticket.assigned" and f.get("queue") is not None:
-            queue = str(f["queue"])
-            queue_times.append(t)
-            queue_labels.append(queue_label(queue))
-        elif kind == "ticket.priority_changed" and f.get("priority") is not None:
-            priority = str(f["priority"])
-        if kind == "ticket.status_changed" or kind in _STATUS_OF:
             status_times.append(t)
             statuses.append(status)
-        new_key: ActiveKey | None = (*dims(), status) if status in ACTIVE_STATUSES else None
+        elif kind in _STATUS_OF:
+            status = _STATUS_OF[kind]
+            status_times.append(t)
+            statuses.append(status)
+        elif kind == "ticket.assigned" and f.get("queue") is not None:
+            queue = str(f["queue"])
+            label = queue_label(queue)
+            d = (label, priority)
+            queue_times.append(t)
+            queue_labels.append(label)
+        elif kind == "ticket.priority_changed" and f.get("priority") is not None:
+            priority = str(f["priority"])
+            d = (label, priority)
+        new_key: ActiveKey | None = (label, priority, status) if status in ACTIVE_STATUSES else None
         if new_key != key:
             if key is not None:
-                add(t, (key[0], key[1]), f"active:{key[2]}", -1, "a")
+                append(new(C, (t, (key[0], key[1]), f"active:{key[2]}", -1, "a")))
             if new_key is not None:
-                add(t, (new_key[0], new_key[1]), f"active:{new_key[2]}", 1, "a")
+                append(new(C, (t, (new_key[0], new_key[1]), f"active:{new_key[2]}", 1, "a")))
             key = new_key
 
     def waiting_ms(until: int) -> int:
@@ -287,45 +298,46 @@ def derive(state: TicketState, policy: SlaPolicy, queue_label: Callable[[str], s
 
     if first_solve is not None:
         d, t = first_solve_dims, first_solve
-        add(t, d, "resolution_seconds", max(0, t - created_at) / 1000.0, "s1")
-        add(t, d, "requester_wait_seconds", waiting_ms(t) / 1000.0, "s1")
-        add(t, d, "first_solves", 1, "s1")
-        add(t, d, "touches", touches_at_first_solve, "s1")
+        append(new(C, (t, d, "resolution_seconds", max(0, t - created_at) / 1000.0, "s1")))
+        append(new(C, (t, d, "requester_wait_seconds", waiting_ms(t) / 1000.0, "s1")))
+        append(new(C, (t, d, "first_solves", 1, "s1")))
+        append(new(C, (t, d, "touches", touches_at_first_solve, "s1")))
         if touches_at_first_solve == 1:
-            add(t, d, "one_touch", 1, "s1")
+            append(new(C, (t, d, "one_touch", 1, "s1")))
     if first_close is not None:
-        add(
-            first_close,
-            first_close_dims,
-            "agent_work_seconds",
-            waiting_ms(first_close) / 1000.0,
-            "x1",
-        )
+        work = waiting_ms(first_close) / 1000.0
+        append(new(C, (first_close, first_close_dims, "agent_work_seconds", work, "x1")))
 
     def queue_at(at: int) -> str:
         return queue_labels[max(0, bisect_left(queue_times, at) - 1)]
 
-    for sla, answer, stoppers in (
-        (FIRST_RESPONSE, "reply", ("solve", "close")),
-        (RESOLUTION, "solve", ("close",)),
-    ):
-        clock_priority = priority if policy.priority_rule == "current" else first_priority
+    clock_priority = priority if policy.priority_rule == "current" else first_priority
+    for sla, answer, stoppers in _CLOCKS:
         deadline = policy.deadline_ms(sla, clock_priority, created_at)
         stops = [place[s] for s in (answer, *stoppers) if s in place]
         ident = f"sla:{sla}"
         recorded = sla in state.breached
         stop_at = order[min(stops)][0] if stops else None
         if recorded or (stop_at is not None and stop_at > deadline):
-            add(deadline, (queue_at(deadline), clock_priority), f"sla:{sla}:breached", 1, ident)
+            d = (queue_at(deadline), clock_priority)
+            append(new(C, (deadline, d, f"sla:{sla}:breached", 1, ident)))
         elif stop_at is not None and place.get(answer) == min(stops):
-            add(stop_at, (queue_at(stop_at), clock_priority), f"sla:{sla}:met", 1, ident)
+            d = (queue_at(stop_at), clock_priority)
+            append(new(C, (stop_at, d, f"sla:{sla}:met", 1, ident)))
         if not stops:
             view.clocks.append(
-                Clock(state.ticket_id, sla, queue_label(queue), clock_priority, deadline, recorded)
+                Clock(state.ticket_id, sla, label, clock_priority, deadline, recorded)
             )
     view.active_key = key
     view.status = status
     return view
+
+
+# The SLA clocks: (sla, what answers it, what else stops it).
+_CLOCKS = (
+    (FIRST_RESPONSE, "reply", ("solve", "close")),
+    (RESOLUTION, "solve", ("close",)),
+)
 
 
 def expires_at_ms(view: TicketView, retention_ms: int) -> int | None:

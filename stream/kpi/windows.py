@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -21,8 +22,11 @@ def parse_duration_ms(text: str) -> int:
     return value
 
 
+@lru_cache(maxsize=256, typed=True)
 def format_duration_ms(duration_ms: int) -> str:
-    """The shortest exact text for a duration: 60000 -> '1m', 5400000 -> '90m'."""
+    """The shortest exact text for a duration: 60000 -> '1m', 5400000 -> '90m'.
+
+    Cached: every KPI message spells its window size."""
     for unit in ("d", "h", "m", "s"):
         size = _UNITS_MS[unit]
         if duration_ms % size == 0:

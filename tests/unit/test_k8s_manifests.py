@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -386,7 +386,9 @@ def test_the_probes_and_the_scrape_ask_pages_the_worker_serves() -> None:
             pages.append(path)
             return lambda view: view
 
-    register_pages(App(), runtime=None)  # type: ignore[arg-type]
+    # The pages read only the settings while they are declared.
+    runtime = SimpleNamespace(settings=Settings())
+    register_pages(App(), runtime=runtime)  # type: ignore[arg-type]
     container = worker_container()
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert probe in container, probe

@@ -384,3 +384,36 @@ def test_restart_between_a_change_and_its_send_leaves_no_stale_partial() -> None
     expected = {"queue=technical,priority=normal": 1, "all": 1}
     assert first_responses(restart=False) == expected
     assert first_responses(restart=True) == expected
+
+
+def _counter_diff(
+    before: list[Contribution], after: list[Contribution]
+) -> list[tuple[Contribution, int]]:
+    """diff as it was written with Counter: the order the windows add their floats in."""
+    change: Counter[Contribution] = Counter(after)
+    change.subtract(Counter(before))
+    out: list[tuple[Contribution, int]] = []
+    for item, n in change.items():
+        if n:
+            out.extend((item, 1 if n > 0 else -1) for _ in range(abs(n)))
+    return out
+
+
+_FACTS = st.lists(
+    st.builds(
+        Contribution,
+        st.integers(0, 3),
+        st.sampled_from([("q", "normal"), ("r", "high")]),
+        st.sampled_from(["created", "active:new", "handle_seconds"]),
+        st.sampled_from([1, 1.0, -1, 2.5]),
+        st.sampled_from(["a", "#1"]),
+    ),
+    max_size=12,
+)
+
+
+@given(_FACTS, _FACTS)
+def test_diff_takes_back_and_adds_in_the_order_of_the_multiset_difference(
+    before: list[Contribution], after: list[Contribution]
+) -> None:
+    assert diff(before, after) == _counter_diff(before, after)

@@ -115,3 +115,17 @@ def test_weighted_add_and_remove_of_a_value() -> None:
     sketch.add(10.0, -2)
     assert (sketch.count, sketch.sum) == (1, 10.0)
     assert sketch.quantile(0.5) == pytest.approx(10.0, rel=0.01)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.floats(min_value=0, max_value=500_000, allow_nan=False), max_size=300),
+    st.lists(st.sampled_from([-0.5, 0.0, 0.25, 0.5, 0.9, 0.99, 1.0, 1.5]), max_size=5),
+)
+def test_quantiles_at_once_answer_what_quantile_answers_one_by_one(
+    values: list[float], qs: list[float]
+) -> None:
+    sketch = QuantileSketch(0.01)
+    for v in values:
+        sketch.add(v)
+    assert sketch.quantiles(tuple(qs)) == [sketch.quantile(q) for q in qs]

@@ -43,3 +43,29 @@ def test_format_then_parse_is_identity(epoch_ms: int) -> None:
 def test_trailing_newline_and_other_digits_are_refused(text: str) -> None:
     with pytest.raises(TimestampError):
         parse_rfc3339_ms(text)
+
+
+@given(st.integers(min_value=-30_610_224_000_000, max_value=253_402_300_799_999))
+def test_the_common_spelling_parses_without_the_regex_to_the_same_instant(ms: int) -> None:
+    text = format_rfc3339_ms(ms)
+    assert parse_rfc3339_ms(text) == ms
+    whole = ms - ms % 1000
+    assert parse_rfc3339_ms(format_rfc3339_ms(whole).replace(".000Z", "Z")) == whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-30T10:15:30Z",  # no such day
+        "2026-11-24T24:00:00Z",
+        "2026-11-24T23:59:60.000Z",
+        "0000-01-01T00:00:00Z",
+        "2026-11-24T10:15:30.1_2Z",  # int() would read these
+        "2026-11-24T10:15:3 .123Z",
+        "2026-11-24T10:15:+3.123Z",
+        "2026-11-24T10:15:30.12\u0663Z",  # an Arabic-Indic digit
+    ],
+)
+def test_what_the_fast_path_does_not_read_the_strict_parser_refuses(text: str) -> None:
+    with pytest.raises(TimestampError):
+        parse_rfc3339_ms(text)
