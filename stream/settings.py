@@ -151,9 +151,11 @@ class Settings(BaseSettings):
         "its event loop with the agents: a flood must not starve them)",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop",
-        description="the worker's event loop: uvloop (libuv, faster sockets and callbacks) "
-        "or Python's own asyncio loop",
+        # Not uvloop yet: the fault suite lost a window's partial once with it (issue 8's
+        # note); asyncio is what the suite has passed with, run after run.
+        "asyncio",
+        description="the worker's event loop: asyncio (Python's own) or uvloop (libuv, "
+        "faster sockets and callbacks; measured a quarter more events/s)",
     )
     web_render_interval: str = Field(
         "250ms",
