@@ -241,8 +241,26 @@ def register_agents(
         )
         runtime.load_merge_state(list(tables.window_merge.keys()))
         runtime.load_customer_counts(list(tables.window_merge.items()))
+        await catch_up(assigned)
         runtime.resume_export()
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
+
+    async def catch_up(assigned: Any) -> None:
+        """Tell the runtime how far each rebuilt input partition has to read again
+        before its newest known event time may close windows (runtime.catch_up)."""
+        inputs = (runtime.settings.helpdesk_topic, runtime.settings.orders_topic)
+        tps = sorted(tp for tp in assigned if tp.topic in inputs)
+        if not tps:
+            return
+        consumer: Any = app.consumer
+        try:
+            ends = await consumer.highwaters(*tps)
+            committed = await consumer.committed_offsets(*tps)
+        except Exception as exc:  # the broker is away: the time is held, never too early
+            log.warning("no end or committed offsets after the rebalance (%s)", exc)
+            ends, committed = {}, {}
+        for tp in tps:
+            runtime.catch_up(tp.topic, tp.partition, committed.get(tp), ends.get(tp))
 
     def highwater(topic: str, partition: int) -> int | None:
         try:

@@ -126,20 +126,25 @@ class EntityFlow:
         state = self.model.load(stored) if stored is not None else self.model.new(key)
         before = self.model.derive(state) if stored is not None else self.model.empty_view()
         refused = self.model.add(state, item)
+        # A duplicate too: after a rebuild, the re-read items move the time on.
+        self.observe(kpis, at_ms, now_ms)
         if refused == "duplicate":
             result.duplicate = True
+            self._write_summary(partition, result)
             return result
-        self.observe(kpis, at_ms, now_ms)
         if refused == "full":
             result.dropped = True
         else:
             self._apply(partition, key, state, before, self.model.derive(state), table)
         self.run_due(partition, table)
+        self._write_summary(partition, result)
+        self._prune(partition, table)
+        return result
+
+    def _write_summary(self, partition: int, result: ItemResult) -> None:
         summary = self.windows.summary_write(partition)
         if summary is not None:
             result.state_writes[summary[0]] = summary[1]
-        self._prune(partition, table)
-        return result
 
     def observe(self, kpis: PartitionKpis, at_ms: int, now_ms: int) -> None:
         if self.items_move_time:
@@ -277,6 +282,8 @@ class EntityFlow:
             if expires is not None:
                 self.expiry[number].append((expires, key))
         for number, kpis in rebuilt.items():
+            # The marks move on with the items (or, for customers, the marks) read again.
+            kpis.hold_event_time()
             kpis.rebuild(contributions[number])
         for heap in self.expiry.values():
             heapq.heapify(heap)

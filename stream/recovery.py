@@ -146,6 +146,14 @@ class SeekSafeConsumerThread(AIOKafkaConsumerThread):
                     consumer.seek(tp, 0)
         return committed
 
+    async def committed_offsets(self, partitions: Any) -> dict[Any, int | None]:
+        """The group's committed offsets of `partitions` (None: nothing committed)."""
+        return dict(await self.call_thread(self._committed_offsets, list(partitions)))
+
+    async def _committed_offsets(self, partitions: list[Any]) -> dict[Any, int | None]:
+        consumer = self._ensure_consumer()
+        return {tp: await consumer.committed(tp) for tp in partitions}
+
 
 class SeekSafeConsumer(AIOKafkaConsumer):
     """Faust's aiokafka consumer with `SeekSafeConsumerThread` (see stream/durable_flush.py
@@ -153,3 +161,8 @@ class SeekSafeConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return SeekSafeConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def committed_offsets(self, *partitions: Any) -> dict[Any, int | None]:
+        """Where the group resumes each partition (stream/agents.py's catch-up)."""
+        thread: Any = self._thread
+        return dict(await thread.committed_offsets(partitions))

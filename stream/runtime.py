@@ -156,6 +156,9 @@ class WorkerRuntime:
         self.registry.register(KpiCollector(self.snapshot, self.progress))
         self._highwater: Any = None
         self._newest_event_ms: dict[str, int] = {}
+        # (input topic, partition) -> the log end offset when it was assigned: its event
+        # time is held (PartitionKpis.hold_event_time) until it has read up to there.
+        self._catch_up: dict[tuple[str, int], int] = {}
         self.owns_merge = False  # the window-partials partition is assigned here
         # False from a revocation until the rebalance completes: the partitions may be
         # another worker's by then, so their gauges are not shown (a sum over the
@@ -224,14 +227,20 @@ class WorkerRuntime:
                 contributions[number] += session_contributions(t, screens, clicks, ok, f"s{i}")
         self.shift_horizon = {}
         for number, kpis in rebuilt.items():
-            # Time on shift up to the partition's event time; the tick goes on from there.
+            # Time on shift up to the newest time the tables know (a shift event read
+            # again corrects it), and at least up to where the final windows end (the
+            # marks were persisted from a time read again may be behind them); the tick
+            # goes on from there.
             horizon = kpis.max_event_ms
+            if horizon is not None and kpis.final_through_ms is not None:
+                horizon = max(horizon, kpis.final_through_ms + kpis.grace_ms)
             low = self._shift_low(kpis)
             if horizon is not None and low is not None:
                 self.shift_horizon[number] = horizon
                 for intervals in self.shifts[number].values():
                     contributions[number] += agent_pieces(intervals, low, horizon, self._step_ms)
             kpis.rebuild(contributions.get(number, ()))
+            kpis.hold_event_time()
             log.info(
                 "rebuilt partition %d: final through %s, newest event %s, %d open windows",
                 number,
@@ -243,6 +252,7 @@ class WorkerRuntime:
             heapq.heapify(heap)
         self.helpdesk.install(rebuilt)
         self.pending_breaches = {p: b for p, b in self.pending_breaches.items() if p in wanted}
+        self._drop_catch_up(self.settings.helpdesk_topic)
 
     # --- one message -----------------------------------------------------------
     def process_helpdesk(
@@ -282,6 +292,8 @@ class WorkerRuntime:
             result.activities.append((customer, value))
         if result.duplicate:
             self.metrics.child(self.metrics.duplicates, topic).inc()
+            # Its time counted (a re-read after a rebuild): the marks may have moved.
+            self._write_summary(partition, result.state_writes)
             return result
         self.metrics.child(self.metrics.events, topic, event.type).inc()
         # Keep the gauge at the newest event time, not the last one processed.
@@ -295,11 +307,14 @@ class WorkerRuntime:
             # tickets here, inside stream iteration.
             for due_id, sla in self.sla.setdefault(partition, SlaIndex()).due(watermark):
                 self._record_breach(partition, due_id, sla, tickets, write=True)
-        summary = self.helpdesk.summary_write(partition)
-        if summary is not None:
-            result.state_writes[summary[0]] = summary[1]
+        self._write_summary(partition, result.state_writes)
         self._prune(partition, tickets)
         return result
+
+    def _write_summary(self, partition: int, writes: dict[str, Any]) -> None:
+        summary = self.helpdesk.summary_write(partition)
+        if summary is not None:
+            writes[summary[0]] = summary[1]
 
     def _apply_ticket_event(
         self,
@@ -314,10 +329,11 @@ class WorkerRuntime:
         state = TicketState.from_dict(stored) if stored is not None else TicketState(ticket_id)
         before = self._derive(state) if stored is not None else TicketView()
         refused = add_event(state, event)
+        kpis = self.partition(partition)
+        # A duplicate too: after a rebuild, the re-read events move the time on.
+        kpis.observe(event.occurred_at_ms, now_ms)
         if refused == "duplicate":
             return True
-        kpis = self.partition(partition)
-        kpis.observe(event.occurred_at_ms, now_ms)
         if refused == "full":
             self.metrics.dropped.labels(self.settings.helpdesk_topic, "ticket_history_full").inc()
             return False
@@ -382,12 +398,12 @@ class WorkerRuntime:
         )
         record = scopes.get(scope)
         record = dict(record) if isinstance(record, dict) else {"ids": []}
+        kpis = self.partition(partition)
+        kpis.observe(event.occurred_at_ms, now_ms)  # a duplicate too (see above)
         if event.event_id in record["ids"]:
             return True
         record["ids"] = [*record["ids"], event.event_id][-SCOPE_DEDUPE_IDS:]
         record["_partition"] = partition
-        kpis = self.partition(partition)
-        kpis.observe(event.occurred_at_ms, now_ms)
         if event.type == "selfservice.session":
             session: list[Any] = [
                 event.occurred_at_ms,
@@ -606,6 +622,11 @@ class WorkerRuntime:
         that closed, changed or became final, then each partition's marks when they
         moved (see stream/kpi/merge.py).
         """
+        if not self.exporting:
+            # Between a revocation and the rebuild, the partitions here may be another
+            # worker's already: their partials or marks now could land between its reset
+            # and its re-sent partials, and the merge would finalize windows without them.
+            return []
         wall = wall_ms() if now_ms is None else now_ms
         self.expire_sla(wall, tickets)
         return (
@@ -617,6 +638,8 @@ class WorkerRuntime:
     def upstream_marks(self, now_ms: int | None = None) -> list[tuple[int, bytes]]:
         """(customer partition, value): every input partition's marks, for every customer
         partition, once a tick (a customer partition's time is the smallest of them)."""
+        if not self.exporting:
+            return []  # see tick()
         wall = wall_ms() if now_ms is None else now_ms
         clock = wall if self.settings.live else None
         out = []
@@ -711,6 +734,7 @@ class WorkerRuntime:
         orders: Iterable[tuple[str, Any]],
     ) -> None:
         self.orders.load(active, state, orders)
+        self._drop_catch_up(self.settings.orders_topic)
 
     # --- merging the partitions' windows (the merge agent) ---------------------------
     def load_merge_state(self, keys: Iterable[str]) -> None:
@@ -757,7 +781,49 @@ class WorkerRuntime:
         return out
 
     # --- export -------------------------------------------------------------------
+    def catch_up(
+        self, topic: str, partition: int, committed: int | None, end_offset: int | None
+    ) -> None:
+        """A rebuilt input partition reads again from `committed` (None: from its start);
+        `end_offset` was the log end when it was assigned, so everything it had read
+        before lies below it. Its held event time comes back once it gets there (at
+        once when there is nothing to read again).
+
+        `end_offset` None (the broker did not say): the time stays held, moved on by
+        the events it reads; nothing is made final too early, some windows late."""
+        kpis = self._source_partitions(topic).get(partition)
+        if kpis is None or kpis.held_max_event_ms is None:
+            return
+        if end_offset is not None and (committed or 0) >= end_offset:
+            kpis.release_event_time()
+        elif end_offset is not None:
+            self._catch_up[(topic, partition)] = end_offset
+        else:
+            log.warning(
+                "%s[%d]: no end offset; its event time goes on from its final mark",
+                topic,
+                partition,
+            )
+
+    def _source_partitions(self, topic: str) -> dict[int, PartitionKpis]:
+        if topic == self.settings.helpdesk_topic:
+            return self.helpdesk.partitions
+        if topic == self.settings.orders_topic:
+            return self.orders.partitions
+        return {}
+
+    def _drop_catch_up(self, topic: str) -> None:
+        self._catch_up = {k: v for k, v in self._catch_up.items() if k[0] != topic}
+
     def record_position(self, topic: str, partition: int, offset: int, ts_ms: int | None) -> None:
+        end = self._catch_up.get((topic, partition))
+        if end is not None and offset + 1 >= end:
+            # The last record read before the rebuild: it is processed before any tick.
+            del self._catch_up[(topic, partition)]
+            kpis = self._source_partitions(topic).get(partition)
+            if kpis is not None:
+                kpis.release_event_time()
+                log.info("%s[%d]: read again up to offset %d", topic, partition, offset)
         position = self.positions.get((topic, partition))
         if position is None:
             position = self.positions[(topic, partition)] = Position()

@@ -100,6 +100,9 @@ class PartitionKpis:
     # final, then sends them all again (a dimension set a change emptied is not left
     # behind in the merge).
     reset_pending: bool = False
+    # After a rebuild: the newest event time the tables knew, held back until the
+    # partition has read its records again up to where it was (`hold_event_time`).
+    held_max_event_ms: int | None = None
 
     # --- time ---------------------------------------------------------------------
     def observe(self, event_time_ms: int, wall_ms: int) -> bool:
@@ -113,6 +116,28 @@ class PartitionKpis:
             self.max_event_ms = event_time_ms
             return True
         return False
+
+    def hold_event_time(self) -> None:
+        """After a rebuild: no event time until the partition reads its records again.
+
+        The tables of a killed worker are not one moment of its past: each changelog
+        partition stops at its own point, and a RocksDB store adds its local writes to
+        the changelog's tail, so a ticket may hold events read after others that the
+        tables lack, and the persisted marks may be ahead of both. Time taken from them
+        would make windows final, or run SLA clocks out, before the missing events are
+        read again. So the time starts again with the events read again (duplicates
+        included), which is never ahead of the time they were first read at; windows up
+        to the final mark stay final. `release_event_time` gives back the newest time
+        the tables knew once the partition has read again all it had read before."""
+        if self.max_event_ms is None or self.final_through_ms is None:
+            return
+        self.held_max_event_ms, self.max_event_ms = self.max_event_ms, None
+
+    def release_event_time(self) -> None:
+        """The records read before the rebuild are read again: the held time is safe."""
+        held, self.held_max_event_ms = self.held_max_event_ms, None
+        if held is not None and (self.max_event_ms is None or held > self.max_event_ms):
+            self.max_event_ms = held
 
     def _idle(self, now_ms: int | None) -> bool:
         return now_ms is not None and (

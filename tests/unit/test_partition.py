@@ -169,6 +169,33 @@ def test_live_mode_closes_an_idle_partition_by_the_wall_clock() -> None:
     assert all(responses(p).count == 1 for p in idle)
 
 
+def test_a_rebuilt_partition_makes_nothing_final_until_it_has_read_its_records_again() -> None:
+    part = kpis()
+    part.observe(T0, wall_ms=0)
+    part.close(0, now_ms=None)
+    part.observe(T0 + HOUR, wall_ms=0)  # the tables know an event an hour later
+    part.final_through_ms = T0 - GRACE  # the last final mark persisted
+    part.hold_event_time()
+    # No time: nothing is closed or made final, no clock runs out.
+    assert part.watermark_ms(None) is None
+    assert part.close(0, now_ms=None) == []
+    # Events read again move it on, as they did the first time.
+    part.observe(T0 + 5 * MINUTE, wall_ms=0)
+    assert part.watermark_ms(None) == T0 + 5 * MINUTE - GRACE
+    # Read again up to where it was: the newest known time comes back.
+    part.release_event_time()
+    assert part.max_event_ms == T0 + HOUR
+    assert part.held_max_event_ms is None
+
+
+def test_a_partition_without_a_final_mark_holds_nothing() -> None:
+    part = kpis()
+    part.max_event_ms = T0  # tickets, but no mark persisted yet
+    part.hold_event_time()
+    assert part.max_event_ms == T0
+    assert part.held_max_event_ms is None
+
+
 def test_contribution_for_a_final_window_is_late_and_not_added() -> None:
     part = kpis()
     part.observe(T0, wall_ms=0)

@@ -69,6 +69,8 @@ def test_state_writes_rebuild_the_partition_after_a_restart(runtime: WorkerRunti
     restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
     restarted.load_partitions([1], kpi_state.items(), tickets.items())
     assert restarted.partitions[1].active == runtime.partitions[1].active
+    # Every record was committed: nothing to read again, the newest time comes back.
+    restarted.catch_up(runtime.settings.helpdesk_topic, 1, committed=4, end_offset=4)
     # The windows are rebuilt from the tickets: after a reset message, the same partials.
     reset, *partials = restarted.tick(now_ms=0)
     assert reset == {"partition": 1, "reset_from_ms": T0 - 10 * MINUTE}
@@ -82,6 +84,55 @@ def test_state_writes_rebuild_the_partition_after_a_restart(runtime: WorkerRunti
         now_ms=0,
     )
     assert again.duplicate
+
+
+def test_after_a_kill_no_window_is_made_final_before_the_events_read_again() -> None:
+    """A kill -9 left the marks (kpi_state) ahead of the tickets table: each table is
+    where its changelog got to. The rebuilt partition holds its event time until it has
+    read its records again; the window keeps the event the tickets table lacked.
+    (Before the fix, the first tick made 10:15-10:16 final without T2's creation.)"""
+    settings = Settings(max_future="off", live=False, windows=("1m",), grace="10m", partitions=1)
+    runtime = WorkerRuntime(settings, CollectorRegistry())
+    topic = settings.helpdesk_topic
+    tickets: dict[str, Any] = {}
+    kpi_state: dict[str, Any] = {}
+    merge: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
+
+    def tick(rt: WorkerRuntime) -> None:
+        for partial in rt.tick(now_ms=0, tickets=tickets):
+            out.extend(m for _, m in rt.merge_step(partial, merge, now_ms=0) if m)
+        rt.partials_delivered()
+
+    events = [created("T1", T0), created("T2", T0 + 10_000), agent_reply("T1", T0 + 30 * MINUTE)]
+    lost = None
+    for offset, event in enumerate(events):
+        kpi_state.update(runtime.process_helpdesk(raw(event), 0, tickets, {}, 0).state_writes)
+        if offset == 0:
+            lost = {k: dict(v) for k, v in tickets.items()}  # the tickets changelog ends here
+        if offset == 1:
+            tick(runtime)
+    assert lost is not None
+    restarted = WorkerRuntime(runtime.settings, CollectorRegistry())
+    restarted.load_partitions([0], kpi_state.items(), lost.items())
+    restarted.load_merge_state(list(merge))
+    # Committed: offset 1 (T1's creation); the log ended at 3 when it was assigned.
+    restarted.catch_up(topic, 0, committed=1, end_offset=3)
+    tick(restarted)  # the clock ticks before the first record is read again
+    for offset in (1, 2):
+        restarted.record_position(topic, 0, offset, None)
+        restarted.process_helpdesk(raw(events[offset]), 0, lost, {}, 0)
+    assert restarted.partitions[0].max_event_ms == T0 + 30 * MINUTE
+    tick(restarted)
+    created_at_10_15 = [
+        m["values"]["created"]
+        for m in out
+        if m["kpi"] == "escalation_rate" and m["is_final"] and not m["dimensions"]
+        if m["window_start"] == "2026-11-24T10:15:00.000Z"
+    ]
+    assert created_at_10_15 == [2]
+    late = scrape(restarted).get("kpistream_events_late_total", [])
+    assert not any(value for _, value in late)
 
 
 def test_queues_beyond_the_limit_are_reported_as_other(runtime: WorkerRuntime) -> None:
