@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sortedcontainers import SortedList
+
 from stream.kpi.calendar import BusinessCalendar
 
 HOUR_MS = 3_600_000
@@ -59,6 +61,9 @@ class SlaPolicy:
         return self.calendar.add(start_ms, target)
 
 
+GaugeKey = tuple[str, str, str]  # (sla, queue, priority)
+
+
 class _ClockLike(Protocol):
     ticket_id: str
     sla: str
@@ -71,10 +76,16 @@ class _ClockLike(Protocol):
 @dataclass
 class SlaIndex:
     """The running clocks of one partition's tickets, with a heap of their deadlines so
-    that the clocks the watermark passes are found without scanning them all."""
+    that the clocks the watermark passes are found without scanning them all, and the
+    deadlines sorted per SLA, queue and priority so that the gauges of a scrape are two
+    binary searches per label set, not a walk over every open ticket's clocks."""
 
     clocks: dict[str, list[_ClockLike]] = field(default_factory=dict)  # ticket_id -> clocks
     _heap: list[tuple[int, str, str]] = field(default_factory=list)
+    # (sla, queue, priority) -> deadlines of the running clocks, and what each ticket
+    # put there (so that it is taken out as it went in).
+    _deadlines: dict[GaugeKey, SortedList] = field(default_factory=dict)
+    _entered: dict[str, tuple[tuple[GaugeKey, int], ...]] = field(default_factory=dict)
 
     def update(self, ticket_id: str, clocks: list[Any]) -> None:
         before = {(c.sla, c.deadline_ms) for c in self.clocks.get(ticket_id, ())}
@@ -85,6 +96,21 @@ class SlaIndex:
         for clock in clocks:
             if not clock.breach_recorded and (clock.sla, clock.deadline_ms) not in before:
                 heapq.heappush(self._heap, (clock.deadline_ms, ticket_id, clock.sla))
+        entries = tuple(((c.sla, c.queue, c.priority), c.deadline_ms) for c in clocks)
+        old = self._entered.get(ticket_id, ())
+        if entries == old:
+            return  # most events move no deadline
+        for key, deadline in old:
+            self._deadlines[key].remove(deadline)
+        for key, deadline in entries:
+            deadlines = self._deadlines.get(key)
+            if deadlines is None:
+                deadlines = self._deadlines[key] = SortedList()
+            deadlines.add(deadline)
+        if entries:
+            self._entered[ticket_id] = entries
+        else:
+            self._entered.pop(ticket_id, None)
 
     def due(self, now_ms: int) -> list[tuple[str, str]]:
         """(ticket_id, sla) of running clocks whose deadline is at or before `now_ms` and
@@ -101,10 +127,11 @@ class SlaIndex:
         """(sla, queue, priority, state) -> running clocks, state 'breaching' (past the
         target) or 'at_risk' (reaching it within `warn_ms`)."""
         result: Counter[tuple[str, str, str, str]] = Counter()
-        for clocks in self.clocks.values():
-            for clock in clocks:
-                if clock.deadline_ms <= now_ms:
-                    result[(clock.sla, clock.queue, clock.priority, "breaching")] += 1
-                elif clock.deadline_ms <= now_ms + warn_ms:
-                    result[(clock.sla, clock.queue, clock.priority, "at_risk")] += 1
+        for (sla, queue, priority), deadlines in self._deadlines.items():
+            breaching = deadlines.bisect_right(now_ms)
+            at_risk = deadlines.bisect_right(now_ms + warn_ms) - breaching
+            if breaching:
+                result[(sla, queue, priority, "breaching")] = breaching
+            if at_risk:
+                result[(sla, queue, priority, "at_risk")] = at_risk
         return result

@@ -3,6 +3,12 @@ finds the clocks the watermark has passed (docs/kpis.md, "H3, H5")."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from stream.kpi.contrib import Dims
 from stream.kpi.events import Event
 from stream.kpi.sla import FIRST_RESPONSE, RESOLUTION, SlaIndex, SlaPolicy
@@ -212,3 +218,49 @@ def test_index_does_not_return_a_clock_whose_breach_is_already_recorded() -> Non
     urgent.breached.append(FIRST_RESPONSE)
     index.update("T1", view(urgent).clocks)
     assert index.due(T0 + 2 * HOUR) == []
+
+
+@dataclass
+class FakeClock:
+    ticket_id: str
+    sla: str
+    queue: str
+    priority: str
+    deadline_ms: int
+    breach_recorded: bool = False
+
+
+CLOCKS = st.lists(
+    st.builds(
+        FakeClock,
+        ticket_id=st.just(""),
+        sla=st.sampled_from([FIRST_RESPONSE, RESOLUTION]),
+        queue=st.sampled_from(["billing", "technical"]),
+        priority=st.sampled_from(["urgent", "normal"]),
+        deadline_ms=st.integers(0, 10 * HOUR),
+    ),
+    max_size=3,
+)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["T1", "T2", "T3", "T4"]), CLOCKS), max_size=40),
+    st.integers(0, 10 * HOUR),
+)
+def test_index_counts_equal_a_walk_over_every_running_clock(
+    updates: list[tuple[str, list[FakeClock]]], now_ms: int
+) -> None:
+    """The sorted deadlines give what counting every clock of every ticket gives."""
+    index = SlaIndex()
+    running: dict[str, list[FakeClock]] = {}
+    for ticket_id, clocks in updates:
+        index.update(ticket_id, clocks)
+        running[ticket_id] = clocks
+    walked: Counter[tuple[str, str, str, str]] = Counter()
+    for clocks in running.values():
+        for c in clocks:
+            if c.deadline_ms <= now_ms:
+                walked[(c.sla, c.queue, c.priority, "breaching")] += 1
+            elif c.deadline_ms <= now_ms + POLICY.warn_ms:
+                walked[(c.sla, c.queue, c.priority, "at_risk")] += 1
+    assert index.counts(now_ms, POLICY.warn_ms) == walked
