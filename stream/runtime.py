@@ -780,7 +780,7 @@ class WorkerRuntime:
                     self.latest_growth[body["window"]] = body["values"]
         return out
 
-    # --- export -------------------------------------------------------------------
+    # --- reading again after a rebuild -----------------------------------------------
     def catch_up(
         self, topic: str, partition: int, committed: int | None, end_offset: int | None
     ) -> None:
@@ -789,8 +789,8 @@ class WorkerRuntime:
         before lies below it. Its held event time comes back once it gets there (at
         once when there is nothing to read again).
 
-        `end_offset` None (the broker did not say): the time stays held, moved on by
-        the events it reads; nothing is made final too early, some windows late."""
+        `end_offset` None (the broker did not say): the time stays that of the records
+        it reads; nothing is made final too early, some windows later than they could."""
         kpis = self._source_partitions(topic).get(partition)
         if kpis is None or kpis.held_max_event_ms is None:
             return
@@ -800,7 +800,7 @@ class WorkerRuntime:
             self._catch_up[(topic, partition)] = end_offset
         else:
             log.warning(
-                "%s[%d]: no end offset; its event time goes on from its final mark",
+                "%s[%d]: no end offset; its event time is that of the records it reads",
                 topic,
                 partition,
             )
@@ -815,6 +815,7 @@ class WorkerRuntime:
     def _drop_catch_up(self, topic: str) -> None:
         self._catch_up = {k: v for k, v in self._catch_up.items() if k[0] != topic}
 
+    # --- export -------------------------------------------------------------------
     def record_position(self, topic: str, partition: int, offset: int, ts_ms: int | None) -> None:
         end = self._catch_up.get((topic, partition))
         if end is not None and offset + 1 >= end:
