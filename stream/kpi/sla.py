@@ -82,13 +82,16 @@ class SlaIndex:
 
     clocks: dict[str, list[_ClockLike]] = field(default_factory=dict)  # ticket_id -> clocks
     _heap: list[tuple[int, str, str]] = field(default_factory=list)
-    # (sla, queue, priority) -> deadlines of the running clocks, and what each ticket
-    # put there (so that it is taken out as it went in).
+    # (sla, queue, priority) -> deadlines of the running clocks.
     _deadlines: dict[GaugeKey, SortedList] = field(default_factory=dict)
-    _entered: dict[str, tuple[tuple[GaugeKey, int], ...]] = field(default_factory=dict)
 
     def update(self, ticket_id: str, clocks: list[Any]) -> None:
-        before = {(c.sla, c.deadline_ms) for c in self.clocks.get(ticket_id, ())}
+        previous = self.clocks.get(ticket_id, ())
+        before = {(c.sla, c.deadline_ms) for c in previous}
+        # What the ticket's clocks put into the sorted deadlines, and what they put now
+        # (clocks are derived anew each time, never changed in place).
+        old = [((c.sla, c.queue, c.priority), c.deadline_ms) for c in previous]
+        entries = [((c.sla, c.queue, c.priority), c.deadline_ms) for c in clocks]
         if clocks:
             self.clocks[ticket_id] = clocks
         else:
@@ -96,8 +99,6 @@ class SlaIndex:
         for clock in clocks:
             if not clock.breach_recorded and (clock.sla, clock.deadline_ms) not in before:
                 heapq.heappush(self._heap, (clock.deadline_ms, ticket_id, clock.sla))
-        entries = tuple(((c.sla, c.queue, c.priority), c.deadline_ms) for c in clocks)
-        old = self._entered.get(ticket_id, ())
         if entries == old:
             return  # most events move no deadline
         for key, deadline in old:
@@ -107,10 +108,6 @@ class SlaIndex:
             if deadlines is None:
                 deadlines = self._deadlines[key] = SortedList()
             deadlines.add(deadline)
-        if entries:
-            self._entered[ticket_id] = entries
-        else:
-            self._entered.pop(ticket_id, None)
 
     def due(self, now_ms: int) -> list[tuple[str, str]]:
         """(ticket_id, sla) of running clocks whose deadline is at or before `now_ms` and
