@@ -241,16 +241,11 @@ def register_agents(
         )
         runtime.load_merge_state(list(tables.window_merge.keys()))
         runtime.load_customer_counts(list(tables.window_merge.items()))
-        revocations = runtime.revocations
-        await catch_up(assigned, revocations)
-        if runtime.revocations != revocations:
-            # Another rebalance began while the offsets were asked for: its completion
-            # rebuilds and resumes; nothing of this assignment is shown meanwhile.
-            return
+        await catch_up(assigned)
         runtime.resume_export()
         log.info("kpi-stream owns helpdesk partitions %s", sorted(actives))
 
-    async def catch_up(assigned: Any, revocations: int) -> None:
+    async def catch_up(assigned: Any) -> None:
         """Tell the runtime how far each rebuilt input partition has to read again
         before its newest known event time may close windows (runtime.catch_up)."""
         inputs = (runtime.settings.helpdesk_topic, runtime.settings.orders_topic)
@@ -264,8 +259,6 @@ def register_agents(
         except Exception as exc:  # the broker is away: the time is held, never too early
             log.warning("no end or committed offsets after the rebalance (%s)", exc)
             ends, committed = {}, {}
-        if runtime.revocations != revocations:
-            return  # a rebalance meanwhile: not this assignment's offsets any more
         for tp in tps:
             runtime.catch_up(tp.topic, tp.partition, committed.get(tp), ends.get(tp))
 

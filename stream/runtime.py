@@ -164,7 +164,6 @@ class WorkerRuntime:
         # another worker's by then, so their gauges are not shown (a sum over the
         # workers would count them twice).
         self.exporting = True
-        self.revocations = 0  # how many times partitions were revoked (pause_export)
 
     # --- partitions -------------------------------------------------------------
     @property
@@ -855,7 +854,6 @@ class WorkerRuntime:
     def pause_export(self) -> None:
         """Partitions revoked: show none of them until `resume_export`."""
         self.exporting = False
-        self.revocations += 1
 
     def resume_export(self) -> None:
         """The rebalance is complete and the owned partitions are rebuilt."""

@@ -129,10 +129,8 @@ class PartitionKpis:
         included), which is never ahead of the time they were first read at; windows up
         to the final mark stay final. `release_event_time` gives back the newest time
         the tables knew once the partition has read again all it had read before."""
-        if self.max_event_ms is None:
+        if self.max_event_ms is None or self.final_through_ms is None:
             return
-        # Without a final mark (killed before its first was persisted) the first record
-        # read again sets it, as the first record did the first time (`observe`).
         self.held_max_event_ms, self.max_event_ms = self.max_event_ms, None
 
     def release_event_time(self) -> None:
@@ -142,10 +140,6 @@ class PartitionKpis:
             self.max_event_ms = held
 
     def _idle(self, now_ms: int | None) -> bool:
-        if self.held_max_event_ms is not None:
-            # Rebuilt and reading its records again: not idle, whatever the wall clock
-            # says (it would close windows before those records are in them).
-            return False
         return now_ms is not None and (
             self.last_event_wall_ms is None or now_ms - self.last_event_wall_ms >= self.grace_ms
         )

@@ -188,28 +188,12 @@ def test_a_rebuilt_partition_makes_nothing_final_until_it_has_read_its_records_a
     assert part.held_max_event_ms is None
 
 
-def test_a_partition_without_a_final_mark_takes_it_from_the_first_record_read_again() -> None:
+def test_a_partition_without_a_final_mark_holds_nothing() -> None:
     part = kpis()
-    part.max_event_ms = T0 + HOUR  # tickets, but no mark persisted yet
+    part.max_event_ms = T0  # tickets, but no mark persisted yet
     part.hold_event_time()
-    assert part.watermark_ms(None) is None
-    part.observe(T0, wall_ms=0)  # the partition's first record, read again
-    assert part.final_through_ms == T0 - GRACE
-    part.release_event_time()
-    assert part.max_event_ms == T0 + HOUR
-
-
-def test_a_held_partition_is_not_closed_by_the_wall_clock_in_live_mode() -> None:
-    part = kpis()
-    part.observe(T0, wall_ms=T0)
-    part.apply([(fr(T0, 30.0), 1)])
-    part.hold_event_time()  # rebuilt: no wall time of its last record
-    assert part.close(0, now_ms=T0 + GRACE + HOUR) == []
-    part.release_event_time()  # read up to where it was: idle, the wall clock closes
-    assert [where(p) for p in of_responses(part.close(0, now_ms=T0 + GRACE + HOUR))] == [
-        (MINUTE, START, True),
-        (HOUR, HOUR_START, True),
-    ]
+    assert part.max_event_ms == T0
+    assert part.held_max_event_ms is None
 
 
 def test_contribution_for_a_final_window_is_late_and_not_added() -> None:
