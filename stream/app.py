@@ -14,7 +14,7 @@ from stream.settings import Settings
 def make_app(settings: Settings) -> faust.App:
     # FlushSafeApp: offsets are committed only once the changelog records of the
     # committed events are all with the client (stream/durable_flush.py).
-    return FlushSafeApp(
+    app = FlushSafeApp(
         settings.app_id,
         broker=settings.broker_url,
         # TLS and SASL of every client Faust builds (consumer, producer, topic creation).
@@ -52,3 +52,6 @@ def make_app(settings: Settings) -> faust.App:
         # seeks them (stream/recovery.py); this one resumes them in a safe order.
         TableManager="stream.recovery:OrderedTableManager",
     )
+    # Read by the consumer thread when it builds the aiokafka consumer (recovery.py).
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app

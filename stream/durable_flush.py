@@ -53,6 +53,9 @@ class DurableFlushBuffer(ProducerBuffer):
 
 
 class FlushSafeApp(faust.App):
+    # The consumer's fetch_max_wait_ms (stream/recovery.py; settings.fetch_max_wait).
+    fetch_max_wait_ms: int = 1500
+
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
         old: Any = producer.buffer

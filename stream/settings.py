@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         "node) before its partitions move to the others; within the brokers' "
         "group.min/max.session.timeout.ms (6s-30m by default)",
     )
+    fetch_max_wait: str = Field(
+        "100ms",
+        description="how long a fetch may wait at the broker for records (Faust asks "
+        "1.5 s); the consumer keeps one fetch in flight per broker, so a fetch of idle "
+        "partitions delays the busy ones by up to this long",
+    )
     replication_factor: int = Field(
         1, ge=1, le=5, description="replication of the topics the worker creates (changelogs)"
     )
@@ -255,6 +261,7 @@ class Settings(BaseSettings):
             self.ticket_retention,
             self.session_timeout,
             self.web_render_interval,
+            self.fetch_max_wait,
         )
         customer = (self.conversion_window, self.active_customer_window, self.retention_window)
         for text in (*durations, self.order_retention, *customer):
@@ -369,6 +376,10 @@ class Settings(BaseSettings):
     @property
     def web_render_interval_seconds(self) -> float:
         return parse_duration_ms(self.web_render_interval) / 1000
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        return parse_duration_ms(self.fetch_max_wait)
 
     @property
     def session_timeout_seconds(self) -> float:

@@ -8,6 +8,17 @@ worker processes them in the order sent. Probe k is reflected in /metrics once
 k; /metrics is polled every 20 ms, so a figure is at most 20 ms late. The freshness of
 a probe is (first poll showing it) - (the moment the producer was handed it): the
 producer's batching, the broker, the fetch, processing and /metrics rendering.
+
+The figure is the worker's steady state at that rate. The feed starts with the worker
+process, which then takes seconds to come up (imports, the group join, the assignment)
+while the feed piles up; how long a worker takes to come up is the recovery figure.
+So the probes that count are those sent from `warmup_s` after the worker caught up:
+once it has shown a probe within half a second of its sending and its consumer lag
+(`kpistream_consumer_lag_records`, every topic it reads) is under a quarter of a second
+of the feed. (The lag alone is not enough: it counts from the newest offsets the worker
+has fetched, and right after the start those are behind too.) A worker that does not
+catch up within `catch_up_timeout_s` (it is slower than the rate) is measured from then
+on, and the run says so.
 """
 
 from __future__ import annotations
@@ -30,13 +41,17 @@ _ACTIVE = re.compile(
     r'^kpistream_tickets_active\{[^}]*queue="' + PROBE_QUEUE + r'"[^}]*\} (\S+)$', re.M
 )
 
+_LAG = re.compile(r"^kpistream_consumer_lag_records\{[^}]*\} (\S+)$", re.M)
+
 
 @dataclass(frozen=True)
 class FreshnessRun:
     rate_per_second: float  # the feed's target rate
     sent_per_second: float  # what the producer reached
-    probes: int
+    probes: int  # probes measured (sent after the warm-up)
     latencies_s: list[float]
+    warmup_s: float  # from the feed's start to the first measured probe
+    caught_up: bool  # False: the worker never caught up with the feed's start
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
@@ -63,6 +78,12 @@ def probes_shown(text: str) -> int:
     return int(sum(float(v) for v in _ACTIVE.findall(text)))
 
 
+def lag_records(text: str) -> int | None:
+    """The worker's consumer lag over every topic it reads; None before it reports one."""
+    values = _LAG.findall(text)
+    return int(sum(float(v) for v in values)) if values else None
+
+
 def measure_freshness(
     worker: WorkerProcess,
     bootstrap: str,
@@ -71,8 +92,13 @@ def measure_freshness(
     rate: float,
     seconds: float,
     probe_every_s: float = 0.1,
+    warmup_s: float = 2.0,
+    start_timeout_s: float = 120.0,
+    catch_up_timeout_s: float = 120.0,
 ) -> FreshnessRun:
-    """Feed `rate` messages/s for `seconds`, probes included; return each probe's freshness."""
+    """Feed `rate` messages/s, probes included, until the worker has caught up with its
+    start, then `warmup_s` more, then `seconds` measured; return the freshness of each
+    measured probe."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
@@ -85,11 +111,15 @@ def measure_freshness(
     shown_at: dict[int, float] = {}
     stop = threading.Event()
 
+    lag: list[int | None] = [None]  # the last poll's
+
     def poll() -> None:
         shown = 0
         while True:
             try:
-                now_shown = probes_shown(worker.metrics_text())
+                text = worker.metrics_text()
+                now_shown = probes_shown(text)
+                lag[0] = lag_records(text)
             except OSError:  # a poll that failed: the next one counts
                 now_shown = shown
             t = time.time()
@@ -109,8 +139,26 @@ def measure_freshness(
     started = time.monotonic()
     next_probe = started
     sent = 0
+    measured_from: float | None = None  # monotonic; probes sent from then on count
+    first_measured = 0  # the number of the first measured probe
+    sent_measured = 0
+    caught_up = True
+    caught_up_lag = max(10, int(rate / 4))
     try:
-        while (elapsed := time.monotonic() - started) < seconds:
+        while True:
+            now = time.monotonic()
+            elapsed = now - started
+            if measured_from is None:
+                behind = lag[0]
+                prompt = any(shown_at[k] - sent_at[k - 1] < 0.5 for k in list(shown_at))
+                if prompt and behind is not None and behind <= caught_up_lag:
+                    measured_from = now + warmup_s
+                elif not shown_at and elapsed > start_timeout_s:
+                    raise RuntimeError(f"no probe reached /metrics in {start_timeout_s:.0f} s")
+                elif elapsed > start_timeout_s + catch_up_timeout_s:
+                    measured_from, caught_up = now, False
+            elif now >= measured_from + seconds:
+                break
             due = int(elapsed * rate)
             while sent < due:
                 m = next(feed)
@@ -124,6 +172,9 @@ def measure_freshness(
                 producer.send(helpdesk_topic, key=f"P-{run}".encode(), value=value, partition=0)
                 sent += 1
                 next_probe += probe_every_s
+                measuring = measured_from is not None and time.monotonic() >= measured_from
+                if measuring and not first_measured:
+                    first_measured, sent_measured = number, sent - 1
             time.sleep(0.001)
         producer.flush(timeout=30)
     finally:
@@ -131,8 +182,17 @@ def measure_freshness(
         stop.set()
         poller.join(timeout=20)
         producer.close(timeout=10)
-    latencies = [shown_at[k] - sent_at[k - 1] for k in range(1, len(sent_at) + 1) if k in shown_at]
-    missing = len(sent_at) - len(latencies)
+    measured = range(first_measured, len(sent_at) + 1)
+    latencies = [shown_at[k] - sent_at[k - 1] for k in measured if k in shown_at]
+    missing = len(measured) - len(latencies)
     if missing:
-        raise RuntimeError(f"{missing} of {len(sent_at)} probes never reached /metrics")
-    return FreshnessRun(rate, sent / seconds, len(sent_at), latencies)
+        raise RuntimeError(f"{missing} of {len(measured)} probes never reached /metrics")
+    assert measured_from is not None
+    return FreshnessRun(
+        rate,
+        (sent - sent_measured) / seconds,
+        len(measured),
+        latencies,
+        measured_from - started,
+        caught_up,
+    )

@@ -238,3 +238,24 @@ def test_a_committed_partition_is_sought_to_its_commit(committed: int) -> None:
         return broker.position[PARTIALS]
 
     assert asyncio.run(run()) == committed
+
+
+@pytest.mark.parametrize(("setting", "expected_ms"), [(None, 100), ("250ms", 250)])
+def test_the_consumer_fetch_waits_at_most_the_setting_not_faust_s_1500_ms(
+    setting: str | None, expected_ms: int
+) -> None:
+    # One fetch in flight per broker: a fetch held for idle partitions delays the busy
+    # ones by this long (measured 0.85 s of record age at 700 events/s with 1.5 s).
+    from stream.app import make_app
+    from stream.settings import Settings
+
+    settings = Settings() if setting is None else Settings(fetch_max_wait=setting)
+    app = make_app(settings)
+
+    async def build() -> Any:
+        thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+        assert isinstance(thread, SeekSafeConsumerThread)
+        return thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(build())
+    assert consumer._fetch_max_wait_ms == expected_ms
