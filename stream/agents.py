@@ -12,7 +12,7 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import TP
 
-from stream.kpi.merge import StagedState
+from stream.kpi.merge import StagedState, decode_steps, encode_steps
 from stream.runtime import WorkerRuntime
 from stream.tables import Tables
 from stream.topics import Topics
@@ -183,7 +183,7 @@ def register_agents(
         messages = runtime.tick(
             tickets=tables.tickets, orders=tables.orders, customers=tables.customers
         )
-        sent = [await topics.partials.send(value=orjson.dumps(m)) for m in messages]
+        sent = [await topics.partials.send(value=value) for value in encode_steps(messages)]
         # The input partitions' time, for the customer partitions (customer_flow.py).
         sent += [
             await topics.customers.send(value=value, partition=part)
@@ -200,9 +200,12 @@ def register_agents(
         async for event in stream.events():
             record_position(event.message)
             # The merge's state may not run ahead of its output (see StagedState): the
-            # writes wait until Kafka has the KPI messages they account for.
+            # writes wait until Kafka has the KPI messages they account for. A message
+            # holds a tick's steps: they share one staged layer, written once.
             staged = StagedState(tables.window_merge)
-            out = runtime.merge_step(orjson.loads(event.value), staged)
+            out = []
+            for step in decode_steps(event.value):
+                out += runtime.merge_step(step, staged)
             await deliver_kpi(
                 [(key, None if body is None else orjson.dumps(body)) for key, body in out]
             )

@@ -50,6 +50,41 @@ def _digest(values: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+# A window-partials message carries a tick's steps (partials, then marks) as one JSON
+# array, up to about this many bytes: one Kafka record, one merge step and one write of
+# the merge's state per batch instead of per partial (measured: 30,700 partials and
+# 16,000 merge-state writes for 100,000 input events, one record each).
+STEPS_PER_MESSAGE_BYTES = 256 * 1024
+
+
+def encode_steps(
+    steps: Iterable[dict[str, Any]], max_bytes: int = STEPS_PER_MESSAGE_BYTES
+) -> list[bytes]:
+    """The values of the window-partials messages for `steps`, in order: each a JSON
+    array of consecutive steps, a new one once `max_bytes` would be passed (a step
+    larger than that goes alone)."""
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for step in steps:
+        body = orjson.dumps(step)
+        if chunk and size + len(body) + 1 > max_bytes:
+            out.append(b"[" + b",".join(chunk) + b"]")
+            chunk, size = [], 0
+        chunk.append(body)
+        size += len(body) + 1
+    if chunk:
+        out.append(b"[" + b",".join(chunk) + b"]")
+    return out
+
+
+def decode_steps(value: bytes) -> list[dict[str, Any]]:
+    """The steps of one window-partials message: an array of them, or one step alone
+    (what the worker wrote before the arrays, and the indicators' customer counts)."""
+    decoded = orjson.loads(value)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
 def partial_key(size_ms: int, start_ms: int, partition: int, dims: str) -> str:
     return f"p|{size_ms}|{start_ms}|{partition}|{dims}"
 

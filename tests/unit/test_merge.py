@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.kpi.catalogue import KPI_NAMES
 from stream.kpi.contrib import Contribution
-from stream.kpi.merge import Output, WindowMerger
+from stream.kpi.merge import Output, WindowMerger, decode_steps, encode_steps
 from stream.kpi.partition import Window, window_partials
 from stream.kpi.timefmt import format_rfc3339_ms
 from stream.runtime import WorkerRuntime
@@ -268,6 +268,44 @@ def test_closed_windows_become_partials_then_marks(runtime: WorkerRuntime) -> No
     assert [m for m in again if "size_ms" not in m] in ([], [messages[-1]])
     assert resent[(HOUR, START + HOUR, "billing\x1fnormal")]["counts"]["agent_replies"] == 1
     assert (MINUTE, START + HOUR + 55 * MINUTE, "billing\x1fnormal") in resent
+
+
+def test_a_tick_s_steps_travel_in_arrays_in_order_and_merge_as_one_by_one(
+    runtime: WorkerRuntime,
+) -> None:
+    tickets: dict[str, Any] = {}
+    for partition, event in [
+        (0, created("T1", START)),
+        (0, agent_reply("T1", START + MINUTE)),
+        (1, created("T2", START + HOUR + 30 * MINUTE, queue="technical")),
+        (0, created("T3", START + 2 * HOUR)),
+        (1, created("T4", START + 2 * HOUR)),
+    ]:
+        runtime.process_helpdesk(raw(event), partition, tickets, {}, now_ms=0)
+    steps = runtime.tick(now_ms=0)
+    assert len(steps) > 3
+    values = encode_steps(steps, max_bytes=600)  # small, to make several messages
+    assert 1 < len(values) < len(steps)
+    assert all(len(v) <= 600 or v.count(b'"partition"') == 1 for v in values)
+    wire = [step for value in values for step in decode_steps(value)]
+    assert wire == steps  # every step, once, in order
+    assert encode_steps([]) == []
+    # A message of one step alone (the form before the arrays; indicator customer counts).
+    assert decode_steps(orjson.dumps(steps[0])) == [steps[0]]
+
+    one_by_one: dict[str, Any] = {}
+    expected = [out for step in steps for out in runtime.merge_step(step, one_by_one, now_ms=0)]
+    assert expected
+    batched: dict[str, Any] = {}
+    runtime.load_merge_state([])
+    got = [
+        out
+        for v in values
+        for step in decode_steps(v)
+        for out in runtime.merge_step(step, batched, now_ms=0)
+    ]
+    assert got == expected
+    assert batched == one_by_one
 
 
 def test_kpi_messages_follow_their_schema(runtime: WorkerRuntime) -> None:
