@@ -43,10 +43,13 @@ def make_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         web_in_thread=False,
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
-        # Every event writes its ticket to a changelog: batching those writes for a few
-        # milliseconds turns thousands of small produce requests into a few large ones.
-        # Offsets are committed only after a flush, so this delays nothing durable.
-        producer_linger_ms=10,
+        # Every event writes its ticket to a changelog: batching those writes for 50 ms
+        # turns thousands of small produce requests into a few large ones (aiokafka's
+        # request encoding and batch set-up are per request; measured: 10 ms -> 50 ms,
+        # 1,500-1,560 -> 1,760-1,890 events/s; 100 ms no better). Offsets are committed
+        # only after a flush, so this delays nothing durable; KPI messages reach their
+        # topic up to 50 ms later, /metrics not at all (it reads the worker's memory).
+        producer_linger_ms=50,
         producer_max_batch_size=256 * 1024,
         # Faust's own recovery drops records of the input partitions fetched while it
         # seeks them (stream/recovery.py); this one resumes them in a safe order.
