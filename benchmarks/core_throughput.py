@@ -1,7 +1,9 @@
-"""How fast the worker's per-message path runs, without Kafka: decode, dedupe, ticket
-derivation, windows, SLA clocks, partials and the merge, on simulated help-desk traffic.
+"""How fast the worker's per-message path runs, without Kafka: decode, dedupe, the ticket
+or order derivation, windows, SLA clocks or order timers, partials and the merge, on
+simulated help-desk or order traffic.
 
-    .venv/bin/python benchmarks/core_throughput.py [--events 200000] [--partitions 3]
+    .venv/bin/python benchmarks/core_throughput.py [--topic helpdesk|orders]
+        [--events 200000] [--partitions 3]
 
 Prints events/s, per-message latency percentiles, the state it ends with and the
 process's peak RSS. The Faust worker adds the table changelog writes and the consumer
@@ -27,6 +29,7 @@ T0 = 1_795_478_400_000  # 2026-11-24T00:00:00Z
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--topic", choices=("helpdesk", "orders"), default="helpdesk")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=50.0, help="simulated events/s")
@@ -44,7 +47,7 @@ def main() -> None:
     )
     messages = []
     for m in simulate(config):
-        if m.topic == "helpdesk":
+        if m.topic == args.topic:
             messages.append(m)
             if len(messages) >= args.events:
                 break
@@ -52,19 +55,34 @@ def main() -> None:
         live=False, partitions=args.partitions, ticket_retention="7d", max_future="off"
     )
     runtime = WorkerRuntime(settings, CollectorRegistry())
-    tickets: dict[str, Any] = {}
+    state: dict[str, Any] = {}  # the tickets or the orders
     scopes: dict[str, Any] = {}
     merge_state: dict[str, Any] = {}
     latencies: list[int] = []
     kpi_messages = 0
+    if args.topic == "helpdesk":
+
+        def process(value: bytes | None, partition: int) -> None:
+            runtime.process_helpdesk(value, partition, state, scopes, now_ms=0)
+
+        def tick() -> list[dict[str, Any]]:
+            return runtime.tick(now_ms=0, tickets=state)
+    else:
+
+        def process(value: bytes | None, partition: int) -> None:
+            runtime.process_order(value, partition, state, now_ms=0)
+
+        def tick() -> list[dict[str, Any]]:
+            return runtime.tick(now_ms=0, orders=state)
+
     started, cpu_started = time.perf_counter(), time.process_time()
     for i, m in enumerate(messages):
         partition = zlib.crc32(m.key or b"") % args.partitions
         t = time.perf_counter_ns()
-        runtime.process_helpdesk(m.value, partition, tickets, scopes, now_ms=0)
+        process(m.value, partition)
         latencies.append(time.perf_counter_ns() - t)
         if i % 2000 == 1999:  # a tick, as the worker's 1 s timer would
-            for partial in runtime.tick(now_ms=0, tickets=tickets):
+            for partial in tick():
                 kpi_messages += len(runtime.merge_step(partial, merge_state, now_ms=0))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -74,12 +92,14 @@ def main() -> None:
     def pct(q: float) -> float:
         return latencies[int(q * (len(latencies) - 1))] / 1000
 
-    print(f"messages        {len(messages):,} help-desk messages, {span_h:.1f} h of event time")
+    kind = "help-desk" if args.topic == "helpdesk" else "order"
+    print(f"messages        {len(messages):,} {kind} messages, {span_h:.1f} h of event time")
     print(f"throughput      {len(messages) / elapsed:,.0f} messages/s ({elapsed:.1f} s)")
     # CPU time too: on a shared machine the wall clock also counts other processes.
     print(f"cpu             {len(messages) / cpu:,.0f} messages per CPU second ({cpu:.1f} s)")
     print(f"latency         p50 {pct(0.5):.0f} us, p99 {pct(0.99):.0f} us, max {pct(1):.0f} us")
-    print(f"state           {len(tickets):,} tickets, {len(merge_state):,} merge entries")
+    entities = "tickets" if args.topic == "helpdesk" else "orders"
+    print(f"state           {len(state):,} {entities}, {len(merge_state):,} merge entries")
     print(f"kpi messages    {kpi_messages:,}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS        {rss:,.0f} MiB")

@@ -9,18 +9,13 @@ from /metrics, polled every 100 ms.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from stream.local.broker import create_topics
+from stream.local.worker_process import WorkerProcess as LocalWorkerProcess
 from stream.settings import Settings
 
 # The families whose sum over the input topics is every message the worker has handled.
@@ -70,38 +65,17 @@ class Progress:
         return (self.last_count - self.first_count) / self.seconds
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    env: dict[str, str]
+class WorkerProcess(LocalWorkerProcess):
+    """The worker of one benchmark run, and how the harness knows it is done."""
 
     @classmethod
-    def start(
+    def start(  # type: ignore[override]
         cls, env: dict[str, str], log_path: Path, profile_to: Path | None = None
     ) -> WorkerProcess:
-        """`profile_to`: run under pyinstrument, its text report written there at SIGINT."""
+        """Creates the run's topics first; `profile_to`: under pyinstrument."""
         settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         create_topics(settings.bootstrap_servers, settings.topic_specs())
-        profiler = []
-        if profile_to is not None:
-            profiler = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile_to)]
-        process = subprocess.Popen(
-            [sys.executable, *profiler, "-m", "stream.cli", "worker", "--loglevel", "warn"],
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-        return cls(process, f"http://127.0.0.1:{env['KPI_WEB_PORT']}", log_path, env)
-
-    def get(self, path: str, timeout_s: float = 5) -> bytes:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout_s) as response:
-            return bytes(response.read())
-
-    def metrics_text(self) -> str:
-        return self.get("/metrics").decode()
+        return super().start(env, log_path, profile_to=profile_to, new_session=True)
 
     def handled(self, topics: tuple[str, ...]) -> int | None:
         """Messages of `topics` the worker has processed; None while it does not answer."""
@@ -143,41 +117,3 @@ class WorkerProcess:
             f"the worker handled {self.handled(topics)} of {expected} messages in "
             f"{timeout_s:.0f} s:\n{self.log_tail()}"
         )
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the worker process, from /proc."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"the worker exited with {self.process.returncode}:\n{self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no final commit."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def interrupt(self, timeout_s: float = 120) -> None:
-        """Ctrl-C: the worker stops in order (and a profiler writes its report)."""
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()

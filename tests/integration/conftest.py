@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stream.local.broker import create_topics
+from stream.local.worker_process import WorkerProcess
 from stream.settings import Settings
 from tests.conftest import free_port
 
@@ -75,30 +74,6 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         _kpi("kafka", "down", "--port", str(port), "--state-dir", str(state), timeout=60)
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    settings: Settings
-
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
-            return response.read().decode()
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
 def isolated_env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
     """Settings of one test: its own topics, consumer group and state directory."""
@@ -129,15 +104,9 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
     started: list[WorkerProcess] = []
 
     def start(env: dict[str, str], timeout_s: float = 90) -> WorkerProcess:
-        settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         log_path = tmp_path / f"worker-{len(started)}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-        )
-        worker = WorkerProcess(process, f"http://127.0.0.1:{settings.web_port}", log_path, settings)
+        worker = WorkerProcess.start(env, log_path, loglevel="info")
+        process = worker.process
         started.append(worker)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -73,6 +73,7 @@ def test_kpi_bench_measures_every_figure(tmp_path: Path) -> None:
         assert figure["min"] <= figure["median"] <= figure["max"], name
         assert figure["median"] > 0, name
     assert figures["freshness"]["p99_seconds"]["median"] > 0
+    assert len(figures["freshness"]["caught_up"]) == 1  # whether the run caught up
     assert figures["worker_full_run"]["events_per_second"] > 0
     # New tickets are a ticket.created each: a few hundred bytes of stored state.
     assert 100 < figures["stored_bytes_per_open_ticket"]["median"] < 4096

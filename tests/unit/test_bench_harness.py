@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.harness.freshness import PROBE_QUEUE, probe_value, probes_shown
+from benchmarks.harness.freshness import PROBE_QUEUE, lag_records, probe_value, probes_shown
 from benchmarks.harness.processes import WorkerProcess
 from benchmarks.harness.report import derived, table, verdicts
 from benchmarks.harness.state import active_tickets, owned
@@ -26,6 +26,10 @@ kpistream_events_rejected_total{{topic="b.orders",reason="invalid_json"}} 1.0
 kpistream_events_late_total{{topic="b.helpdesk",kpi="first_response"}} 500.0
 kpistream_partitions_owned{{topic="b.helpdesk"}} 3.0
 kpistream_partitions_owned{{topic="b.orders"}} 3.0
+# HELP kpistream_consumer_lag_records records not yet processed
+# TYPE kpistream_consumer_lag_records gauge
+kpistream_consumer_lag_records{{partition="0",topic="b.helpdesk"}} 12.0
+kpistream_consumer_lag_records{{partition="0",topic="b.customer-activity"}} 5.0
 """
 
 
@@ -41,6 +45,12 @@ def test_probes_are_counted_over_priorities_and_statuses_of_their_queue_only() -
     assert probes_shown(EXPOSITION) == 9
     assert active_tickets(EXPOSITION) == 49
     assert owned(EXPOSITION) == {"b.helpdesk": 3, "b.orders": 3}
+
+
+def test_the_lag_is_summed_over_every_topic_and_unknown_before_the_first_report() -> None:
+    # The freshness run starts measuring once the worker's lag is small (freshness.py).
+    assert lag_records(EXPOSITION) == 17
+    assert lag_records(EXPOSITION.split("# HELP kpistream_consumer_lag")[0]) is None
 
 
 def test_a_probe_is_a_valid_ticket_created_event() -> None:
