@@ -112,6 +112,7 @@ def measure_freshness(
     stop = threading.Event()
 
     lag: list[int | None] = [None]  # the last poll's
+    prompt = threading.Event()  # a probe was shown within 0.5 s of its sending
 
     def poll() -> None:
         shown = 0
@@ -125,6 +126,8 @@ def measure_freshness(
             t = time.time()
             for k in range(shown + 1, now_shown + 1):
                 shown_at[k] = t
+                if t - sent_at[k - 1] < 0.5:
+                    prompt.set()
             shown = max(shown, now_shown)
             if stop.is_set() and (shown >= len(sent_at) or t > stop_at[0] + 10):
                 return  # all shown, or a probe never shown (reported as missing)
@@ -150,8 +153,7 @@ def measure_freshness(
             elapsed = now - started
             if measured_from is None:
                 behind = lag[0]
-                prompt = any(shown_at[k] - sent_at[k - 1] < 0.5 for k in list(shown_at))
-                if prompt and behind is not None and behind <= caught_up_lag:
+                if prompt.is_set() and behind is not None and behind <= caught_up_lag:
                     measured_from = now + warmup_s
                 elif not shown_at and elapsed > start_timeout_s:
                     raise RuntimeError(f"no probe reached /metrics in {start_timeout_s:.0f} s")
