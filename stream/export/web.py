@@ -25,7 +25,12 @@ from stream.export.api import (
 )
 from stream.export.broker_health import BrokerHealth
 from stream.export.status import Sample, StatusHistory, status_summary
-from stream.export.web_security import RenderCache, peer_auth, peer_ssl_context
+from stream.export.web_security import (
+    RenderCache,
+    SelectionCache,
+    peer_auth,
+    peer_ssl_context,
+)
 from stream.export.window_store import WindowStore
 from stream.runtime import WorkerRuntime
 from stream.settings import Settings
@@ -109,6 +114,7 @@ def register_pages(
     # costs at most a few renderings a second.
     interval_s = runtime.settings.web_render_interval_seconds
     exposition = RenderCache(lambda: generate_latest(runtime.registry), interval_s)
+    selections = SelectionCache(runtime.registry, interval_s)
     status = RenderCache(
         lambda: orjson.dumps({**sample_status(runtime, history), "history": history.as_json()}),
         interval_s,
@@ -124,9 +130,11 @@ def register_pages(
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
-        return aioweb.Response(
-            body=exposition.body(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # `?name[]=<family>` (repeatable, as in client_python's own exposition): only
+        # those families, rendered without the KPI snapshot (a progress poll's cost).
+        names = request.query.getall("name[]", [])
+        body = selections.body(names) if names else exposition.body()
+        return aioweb.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health(view: Any, request: Any) -> Any:

@@ -25,8 +25,10 @@ import binascii
 import hmac
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
 
 import aiohttp
 from aiohttp import web as aioweb
@@ -170,3 +172,33 @@ class RenderCache:
             self._at = t
             self.renders += 1
         return self._body
+
+
+class SelectionCache:
+    """Renderings of chosen metric families (`/metrics?name[]=...`), each reused for
+    `max_age_s` like the whole exposition, at most `max_selections` kept (a client that
+    asks for ever new selections replaces the oldest).
+
+    Only families registered with their names are selectable: the counters, gauges and
+    histograms of the pipeline. The KPI families are computed from a snapshot at scrape
+    time and are in the whole exposition only."""
+
+    def __init__(
+        self, registry: CollectorRegistry, max_age_s: float = 1.0, max_selections: int = 16
+    ) -> None:
+        self.registry = registry
+        self.max_age_s = max_age_s
+        self.max_selections = max_selections
+        self._caches: dict[frozenset[str], RenderCache] = {}
+
+    def body(self, names: Iterable[str], now: Callable[[], float] = time.monotonic) -> bytes:
+        key = frozenset(n[:200] for n in list(names)[:50])
+        cache = self._caches.get(key)
+        if cache is None:
+            if len(self._caches) >= self.max_selections:
+                del self._caches[next(iter(self._caches))]
+            restricted = self.registry.restricted_registry(sorted(key))
+            cache = self._caches[key] = RenderCache(
+                lambda: generate_latest(restricted), self.max_age_s  # type: ignore[arg-type]
+            )
+        return cache.body(now)

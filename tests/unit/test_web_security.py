@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web as aioweb
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter
 
 from stream.export.api import QueryError, parse_query, parse_windows_query
 from stream.export.web_security import (
     FloodGuard,
     RenderCache,
+    SelectionCache,
     basic_auth_middleware,
     server_ssl_context,
 )
@@ -102,6 +105,35 @@ def test_the_render_cache_renders_at_most_once_per_max_age() -> None:
     assert cache.renders == 3
     assert bodies[0] == b"1"
     assert bodies[-1] == b"3"
+
+
+def test_a_selection_renders_only_the_families_asked_for_and_never_the_collectors() -> None:
+    registry = CollectorRegistry()
+    events = Counter("kpistream_events", "Events.", ["topic"], registry=registry)
+    events.labels("helpdesk.events").inc(3)
+    Counter("kpistream_events_rejected", "Rejected.", registry=registry).inc()
+    collected = []
+
+    class Snapshot:  # a KPI collector: computed at scrape time, costly
+        def collect(self) -> list[Any]:
+            collected.append(1)
+            return []
+
+    registry.register(Snapshot())  # type: ignore[arg-type]
+    clock = [0.0]
+    cache = SelectionCache(registry, max_age_s=1.0, max_selections=2)
+    text = cache.body(["kpistream_events_total"], now=lambda: clock[0]).decode()
+    assert 'kpistream_events_total{topic="helpdesk.events"} 3.0' in text
+    assert "rejected" not in text and "# HELP kpistream_events_total Events." in text
+    assert collected == []
+    events.labels("helpdesk.events").inc()
+    clock[0] = 0.5  # within the render interval: the same body
+    assert "3.0" in cache.body(["kpistream_events_total"], now=lambda: clock[0]).decode()
+    clock[0] = 1.0
+    assert "4.0" in cache.body(["kpistream_events_total"], now=lambda: clock[0]).decode()
+    for name in ("a", "b", "c"):  # new selections replace the oldest: bounded
+        cache.body([name], now=lambda: clock[0])
+    assert len(cache._caches) == 2
 
 
 params = st.dictionaries(
