@@ -24,6 +24,20 @@ _HANDLED = re.compile(
     r"\{(?P<labels>[^}]*)\} (?P<value>\S+)$",
     re.M,
 )
+_LAG = re.compile(r"^kpistream_consumer_lag_records\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_TOPIC = re.compile(r'topic="(?P<topic>[^"]*)"')
+
+
+def lag_by_topic(text: str) -> dict[str, int]:
+    """The worker's consumer lag (records) per topic it reads, from /metrics."""
+    out: dict[str, int] = {}
+    for match in _LAG.finditer(text):
+        topic = _TOPIC.search(match["labels"])
+        if topic is not None:
+            out[topic["topic"]] = out.get(topic["topic"], 0) + int(float(match["value"]))
+    return out
+
+
 # Only those families: a poll that renders the whole exposition (the KPI snapshot) costs
 # the worker tens of milliseconds each time, which a progress poll should not measure.
 HANDLED_QUERY = "/metrics?" + "&".join(
@@ -94,6 +108,26 @@ class WorkerProcess(LocalWorkerProcess):
             if any(f'topic="{topic}"' in match["labels"] for topic in topics):
                 total += float(match["value"])
         return int(total)
+
+    def wait_drained(
+        self, inputs: tuple[str, ...], timeout_s: float, poll_s: float = 1.0
+    ) -> tuple[float, dict[str, int]]:
+        """Once the inputs are handled: until the worker's own topics (customer activity,
+        window partials) are read to their end too. Returns the seconds it took and what
+        was left of them at the start (records per topic)."""
+        started = time.monotonic()
+        query = "/metrics?name[]=kpistream_consumer_lag_records"
+        first: dict[str, int] | None = None
+        while time.monotonic() - started < timeout_s:
+            self.check_alive()
+            lag = {t: n for t, n in lag_by_topic(self.get(query).decode()).items()}
+            internal = {t: n for t, n in lag.items() if t not in inputs}
+            if first is None:
+                first = internal
+            if internal and not any(internal.values()):
+                return time.monotonic() - started, first
+            time.sleep(poll_s)
+        raise TimeoutError(f"the worker's own topics still lag after {timeout_s:.0f} s: {first}")
 
     def wait_handled(
         self,

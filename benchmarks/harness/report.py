@@ -12,6 +12,7 @@ TARGETS = {
     "freshness_p99_seconds": (1.0, "<", "freshness p99 < 1 s"),
     "stored_bytes_per_open_ticket": (1024.0, "<=", "stored state per open ticket <= 1 KiB"),
     "scrape_seconds": (0.05, "<", "/metrics scrape < 50 ms"),
+    "bench_seconds": (900.0, "<", "the whole benchmark < 15 min"),
 }
 
 
@@ -29,6 +30,9 @@ def derived(results: dict[str, Any]) -> dict[str, float]:
         "freshness_p99_seconds": _m(results["freshness"]["p99_seconds"]),
         "stored_bytes_per_open_ticket": _m(results["stored_bytes_per_open_ticket"]),
         "scrape_seconds": _m(results["scrape_seconds"]),
+        # The dataset is produced once and reused: the bench's own time is without it.
+        "bench_seconds": float(results.get("seconds", float("nan")))
+        - float(results.get("dataset_seconds", 0.0)),
     }
 
 
@@ -129,6 +133,26 @@ def table(results: dict[str, Any]) -> str:
             mark[ok["scrape_seconds"]] + " (< 50)",
         ),
     ]
+    full = results.get("worker_full_run") or {}
+    if "all_processed_events_per_second" in full:
+        rows.insert(
+            2,
+            (
+                f"worker over all {results['dataset']['messages']:,}, its own topics "
+                "(customer activity, partials) read to the end too (1 run)",
+                "events/s",
+                f"{full['all_processed_events_per_second']:,.0f}",
+                "",
+            ),
+        )
+    rows.append(
+        (
+            "the whole benchmark (its dataset in place)",
+            "min",
+            f"{d['bench_seconds'] / 60:.1f}",
+            mark[ok["bench_seconds"]] + " (< 15)",
+        )
+    )
     lines = ["| figure | unit | median (min-max) | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {t} |" for a, b, c, t in rows]
     return "\n".join(lines)

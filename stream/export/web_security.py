@@ -28,10 +28,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-
 import aiohttp
 from aiohttp import web as aioweb
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.settings import Settings
 
@@ -199,6 +198,7 @@ class SelectionCache:
                 del self._caches[next(iter(self._caches))]
             restricted = self.registry.restricted_registry(sorted(key))
             cache = self._caches[key] = RenderCache(
-                lambda: generate_latest(restricted), self.max_age_s  # type: ignore[arg-type]
+                lambda: generate_latest(restricted),
+                self.max_age_s,
             )
         return cache.body(now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.harness.freshness import PROBE_QUEUE, lag_records, probe_value, probes_shown
-from benchmarks.harness.processes import WorkerProcess
+from benchmarks.harness.processes import WorkerProcess, lag_by_topic
 from benchmarks.harness.report import derived, table, verdicts
 from benchmarks.harness.state import active_tickets, owned
 from benchmarks.harness.stats import Figure
@@ -65,13 +65,17 @@ def test_handled_counts_valid_duplicate_and_rejected_messages_of_the_input_topic
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     worker = WorkerProcess.__new__(WorkerProcess)
-    monkeypatch.setattr(worker, "metrics_text", lambda: EXPOSITION)
+    asked = []
+    monkeypatch.setattr(worker, "get", lambda path: asked.append(path) or EXPOSITION.encode())
     # Late facts are not messages; the customer topic is not an input of the dataset.
     assert worker.handled(("b.helpdesk", "b.orders")) == 154
     assert worker.handled(("b.helpdesk",)) == 103
+    assert all("name[]=kpistream_events_total" in path for path in asked)  # a selection
 
 
-def results(worker: float, quix: float, p99_s: float, stored: float, scrape_s: float) -> dict:
+def results(
+    worker: float, quix: float, p99_s: float, stored: float, scrape_s: float, minutes: float = 14
+) -> dict:
     def fig(v: float) -> dict[str, float]:
         return {"median": v, "min": v * 0.9, "max": v * 1.1, "runs": 3}
 
@@ -85,6 +89,9 @@ def results(worker: float, quix: float, p99_s: float, stored: float, scrape_s: f
         "recovery_seconds": fig(11.0),
         "scrape_seconds": fig(scrape_s),
         "dataset": {"messages": 1_000_000},
+        "worker_full_run": {"all_processed_events_per_second": worker * 0.8},
+        "seconds": minutes * 60 + 100,
+        "dataset_seconds": 100,
     }
 
 
@@ -93,7 +100,7 @@ def test_targets_are_judged_on_the_medians() -> None:
     assert derived(good)["worker_vs_ceiling"] == pytest.approx(0.15)
     assert derived(good)["worker_vs_quix"] == pytest.approx(3.0)
     assert all(verdicts(good).values())
-    bad = results(worker=3_000, quix=10_000, p99_s=2.5, stored=1100, scrape_s=0.05)
+    bad = results(worker=3_000, quix=10_000, p99_s=2.5, stored=1100, scrape_s=0.05, minutes=21)
     assert not any(verdicts(bad).values())
 
 
@@ -107,3 +114,16 @@ def test_the_table_shows_each_figure_with_its_range_and_verdict() -> None:
     assert "500 (450-550)" in rows["freshness p99 at half the worker's rate"]
     assert "**missed**" in rows["/metrics scrape"]
     assert "50.0" in rows["RSS per 100,000 open tickets"]
+    assert "met" in rows["the whole benchmark (its dataset in place)"]
+    assert "14.0" in rows["the whole benchmark (its dataset in place)"]
+    full = next(r for name, r in rows.items() if name.startswith("worker over all 1,000,000"))
+    assert "2,400" in full
+
+
+def test_lag_by_topic_sums_the_partitions_of_each_topic() -> None:
+    text = (
+        'kpistream_consumer_lag_records{partition="0",topic="r.customer-activity"} 5116.0\n'
+        'kpistream_consumer_lag_records{partition="1",topic="r.customer-activity"} 4.0\n'
+        'kpistream_consumer_lag_records{partition="0",topic="b.helpdesk"} 0.0\n'
+    )
+    assert lag_by_topic(text) == {"r.customer-activity": 5120, "b.helpdesk": 0}
