@@ -12,6 +12,7 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import TP
 
+from stream.activity_batches import ActivityBatches
 from stream.kpi.merge import StagedState, decode_steps, encode_steps
 from stream.runtime import WorkerRuntime
 from stream.tables import Tables
@@ -35,6 +36,41 @@ def register_agents(
     app: faust.App, topics: Topics, tables: Tables, runtime: WorkerRuntime
 ) -> dict[str, faust.types.AgentT[Any]]:
     """Attach the agents, the window timer and the rebalance hook; returns the agents."""
+
+    # Customer activities, sent a batch per customer partition (activity_batches.py):
+    # when one is full, at each tick before the marks, and before offsets are committed.
+    batches = ActivityBatches(runtime.settings.partitions)
+
+    # Held from taking batches until the producer has them: a commit (its hook below)
+    # waits for batches another task took, so none of a committed event's activities is
+    # outside the producer when it flushes.
+    handing = asyncio.Lock()
+
+    async def hand(taken: list[tuple[int, bytes]]) -> list[Any]:
+        sent = []
+        for number, (partition, value) in enumerate(taken):
+            try:
+                sent.append(await topics.customers.send(value=value, partition=partition))
+            except BaseException:  # not in the producer: queued again, never lost
+                batches.put_back(taken[number:])
+                raise
+        return sent
+
+    async def send_activities() -> list[Any]:
+        """The queued batches, handed to the producer in order; their pending sends."""
+        async with handing:
+            return await hand(batches.take())
+
+    async def queue_activities(activities: Sequence[tuple[str, bytes]]) -> None:
+        full = False
+        for customer, value in activities:
+            full = batches.add(customer, value) or full
+        if full:
+            await send_activities()
+
+    before_commit = getattr(app, "before_commit", None)
+    if before_commit is not None:
+        before_commit.append(send_activities)
 
     def record_position(message: Any) -> None:
         """Where a consumer is, for the lag metrics."""
@@ -122,8 +158,7 @@ def register_agents(
                     tables.kpi_state[key] = value
                 elif key in tables.kpi_state:
                     del tables.kpi_state[key]
-            for customer, value in result.activities:
-                await topics.customers.send(key=customer.encode(), value=value)
+            await queue_activities(result.activities)
 
     @app.agent(topics.orders, name="order-events")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
@@ -131,8 +166,7 @@ def register_agents(
             message = event.message
             record_position(message)
             result = runtime.process_order(event.value, message.partition, tables.orders)
-            for customer, value in result.activities:
-                await topics.customers.send(key=customer.encode(), value=value)
+            await queue_activities(result.activities)
             if result.rejection is not None:
                 await dead_letter(event, result.rejection.reason.value, result.rejection.detail)
                 continue
@@ -172,23 +206,25 @@ def register_agents(
             result = runtime.process_customer(
                 event.value or b"", message.partition, tables.customers
             )
-            if result.malformed is not None:
-                await dead_letter(event, "internal_message", result.malformed)
-                continue
+            # A batch with a bad item had the others applied: their marks are kept too.
             for key, value in result.state_writes.items():
                 tables.kpi_state[key] = value
+            if result.malformed is not None:
+                await dead_letter(event, "internal_message", result.malformed)
 
     @app.timer(1.0, name="tick")
     async def tick() -> None:
         messages = runtime.tick(
             tickets=tables.tickets, orders=tables.orders, customers=tables.customers
         )
-        sent = [await topics.partials.send(value=value) for value in encode_steps(messages)]
-        # The input partitions' time, for the customer partitions (customer_flow.py).
-        sent += [
-            await topics.customers.send(value=value, partition=part)
-            for part, value in runtime.upstream_marks()
-        ]
+        # The input partitions' time, for the customer partitions (customer_flow.py),
+        # taken with the queued activities, no await between: every activity of the
+        # events these marks cover is sent before them (activity_batches.py).
+        async with handing:
+            activities, marks = batches.take(), runtime.upstream_marks()
+            sent = await hand(activities)
+        sent += [await topics.partials.send(value=value) for value in encode_steps(messages)]
+        sent += [await topics.customers.send(value=value, partition=p) for p, value in marks]
         # Delivered before the marks that follow them are persisted (at the partition's
         # next event): a crash in between re-sends them, never loses them.
         for pending in sent:

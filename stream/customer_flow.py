@@ -3,8 +3,10 @@ changes and table writes out, on the entity path of entity_flow.py.
 
 Two kinds of messages arrive on the customer-activity topic:
 - activities (`ticket`, `contact`, `order`), sent by the help-desk and order agents for
-  every event that is one (repeats included: the customer side deduplicates them by the
-  source event id, so an activity lost in a crash is sent again with its event);
+  every event that is one (repeats included: the customer side deduplicates them by
+  the source event id, so an activity lost in a crash is sent again with its event),
+  a JSON array of them per customer partition (stream/activity_batches.py; a single
+  activity object is read too);
 - marks: each tick, every input partition sends its event time and watermark to every
   customer partition. A customer partition's event time is the smallest of them, so
   its windows close only when both streams have passed them (docs/kpis.md,
@@ -124,11 +126,30 @@ class CustomerFlow(EntityFlow):
     ) -> CustomerResult:
         try:
             message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return CustomerResult(malformed=f"{type(exc).__name__}: {exc}"[:300])
+        if not isinstance(message, list):
+            return self._one(message, partition, table, now_ms)
+        # A batch of activities (stream/activity_batches.py), in the order they were
+        # sent. One that is not an activity (a bug) leaves the others applied; the
+        # message goes to the dead-letter topic saying which.
+        out = CustomerResult()
+        for number, item in enumerate(message):
+            one = self._one(item, partition, table, now_ms)
+            out.state_writes.update(one.state_writes)
+            if one.malformed is not None and out.malformed is None:
+                out.malformed = f"item {number}: {one.malformed}"[:300]
+        return out
+
+    def _one(
+        self, message: Any, partition: int, table: MutableMapping[str, Any], now_ms: int
+    ) -> CustomerResult:
+        try:
             if "upstream" in message:
                 return self._marks(message, partition, table, now_ms)
             customer_id = str(message.pop("customer_id", "") or "")
             at = int(message["t"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return CustomerResult(malformed=f"{type(exc).__name__}: {exc}"[:300])
         if len(self.upstream.get(partition, ())) < self.expected_upstreams:
             self.earliest[partition] = min(self.earliest.get(partition, at), at)
@@ -163,9 +184,7 @@ class CustomerFlow(EntityFlow):
             kpis.max_event_ms = event_ms
         self.run_due(partition, table)
         out = CustomerResult()
-        summary = self.windows.summary_write(partition)
-        if summary is not None:
-            out.state_writes[summary[0]] = summary[1]
+        self.windows.add_summary_write(partition, out.state_writes)
         return out
 
     def load_customers(

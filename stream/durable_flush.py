@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -55,6 +56,13 @@ class DurableFlushBuffer(ProducerBuffer):
 class FlushSafeApp(faust.App):
     # The consumer's fetch_max_wait_ms (stream/recovery.py; settings.fetch_max_wait).
     fetch_max_wait_ms: int = 1500
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Run before input offsets are committed, ahead of the producer's flush: what
+        # the agents hold back to send in batches (stream/activity_batches.py) is handed
+        # to the producer, so the flush makes it durable with the changelog records.
+        self.before_commit: list[Callable[[], Awaitable[Any]]] = []
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()

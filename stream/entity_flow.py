@@ -130,21 +130,16 @@ class EntityFlow:
         self.observe(kpis, at_ms, now_ms)
         if refused == "duplicate":
             result.duplicate = True
-            self._write_summary(partition, result)
+            self.windows.add_summary_write(partition, result.state_writes)
             return result
         if refused == "full":
             result.dropped = True
         else:
             self._apply(partition, key, state, before, self.model.derive(state), table)
         self.run_due(partition, table)
-        self._write_summary(partition, result)
+        self.windows.add_summary_write(partition, result.state_writes)
         self._prune(partition, table)
         return result
-
-    def _write_summary(self, partition: int, result: ItemResult) -> None:
-        summary = self.windows.summary_write(partition)
-        if summary is not None:
-            result.state_writes[summary[0]] = summary[1]
 
     def observe(self, kpis: PartitionKpis, at_ms: int, now_ms: int) -> None:
         if self.items_move_time:

@@ -122,7 +122,10 @@ class SeekSafeConsumerThread(AIOKafkaConsumerThread):
         # input) held 1.5 s at the broker delays the next fetch of the busy ones, so
         # their records waited up to 1.5 s before being read (measured: 0.85 s at 700
         # events/s). The worker's setting replaces it; aiokafka reads it in start().
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+        # An app that is not a FlushSafeApp (none in the worker) keeps what Faust asked.
+        consumer._fetch_max_wait_ms = getattr(
+            self.app, "fetch_max_wait_ms", consumer._fetch_max_wait_ms
+        )
         return consumer
 
     async def getmany(self, active_partitions: Any, timeout: float) -> Any:
@@ -171,6 +174,14 @@ class SeekSafeConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return SeekSafeConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _handle_attached(self, commit_offsets: Any) -> None:
+        """Faust's last step before a commit flushes the producer: the app's
+        `before_commit` hooks first (durable_flush.FlushSafeApp), after the offsets to
+        commit were chosen, so what they send covers every event those offsets do."""
+        for hook in getattr(self.app, "before_commit", ()):
+            await hook()
+        await super()._handle_attached(commit_offsets)
 
     async def committed_offsets(self, *partitions: Any) -> dict[Any, int | None]:
         """Where the group resumes each partition (stream/agents.py's catch-up)."""

@@ -293,7 +293,7 @@ class WorkerRuntime:
         if result.duplicate:
             self.metrics.child(self.metrics.duplicates, topic).inc()
             # Its time counted (a re-read after a rebuild): the marks may have moved.
-            self._write_summary(partition, result.state_writes)
+            self.helpdesk.add_summary_write(partition, result.state_writes)
             return result
         self.metrics.child(self.metrics.events, topic, event.type).inc()
         # Keep the gauge at the newest event time, not the last one processed.
@@ -307,14 +307,9 @@ class WorkerRuntime:
             # tickets here, inside stream iteration.
             for due_id, sla in self.sla.setdefault(partition, SlaIndex()).due(watermark):
                 self._record_breach(partition, due_id, sla, tickets, write=True)
-        self._write_summary(partition, result.state_writes)
+        self.helpdesk.add_summary_write(partition, result.state_writes)
         self._prune(partition, tickets)
         return result
-
-    def _write_summary(self, partition: int, writes: dict[str, Any]) -> None:
-        summary = self.helpdesk.summary_write(partition)
-        if summary is not None:
-            writes[summary[0]] = summary[1]
 
     def _apply_ticket_event(
         self,

@@ -81,6 +81,12 @@ class SourceWindows:
         self._reported_marks = {p: m for p, m in self._reported_marks.items() if p in rebuilt}
 
     # --- per event --------------------------------------------------------------------
+    def add_summary_write(self, partition: int, writes: dict[str, Any]) -> None:
+        """Into `writes` (kpi_state key -> value): the marks to persist, if they changed."""
+        summary = self.summary_write(partition)
+        if summary is not None:
+            writes[summary[0]] = summary[1]
+
     def summary_write(self, partition: int) -> tuple[str, dict[str, Any]] | None:
         """The marks to persist now (inside stream iteration), if they changed."""
         kpis = self.partition(partition)

@@ -4,7 +4,7 @@ The worker is `kpi worker` exactly as a user runs it (every KPI on, the producti
 RocksDB store), with its own consumer group, state directory and output topics per run,
 so runs do not see each other's state. It is done when its own counters account for
 every pre-loaded message: valid events + duplicates + dead-lettered messages, read
-from /metrics, polled every 100 ms.
+from /metrics, polled every second (those counters only).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from stream.local.broker import create_topics
 from stream.local.worker_process import WorkerProcess as LocalWorkerProcess
@@ -89,13 +90,19 @@ class WorkerProcess(LocalWorkerProcess):
     """The worker of one benchmark run, and how the harness knows it is done."""
 
     @classmethod
-    def start(  # type: ignore[override]
-        cls, env: dict[str, str], log_path: Path, profile_to: Path | None = None
-    ) -> WorkerProcess:
-        """Creates the run's topics first; `profile_to`: under pyinstrument."""
+    def start(
+        cls,
+        env: dict[str, str],
+        log_path: Path,
+        loglevel: str = "warn",
+        profile_to: Path | None = None,
+        new_session: bool = True,
+    ) -> Self:
+        """Creates the run's topics first; in a session of its own (a profiler's child
+        is killed with it)."""
         settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         create_topics(settings.bootstrap_servers, settings.topic_specs())
-        return super().start(env, log_path, profile_to=profile_to, new_session=True)
+        return super().start(env, log_path, loglevel, profile_to, new_session)
 
     def handled(self, topics: tuple[str, ...]) -> int | None:
         """Messages of `topics` the worker has processed; None while it does not answer."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from stream.settings import Settings
+
 
 @dataclass
 class WorkerProcess:
@@ -44,7 +46,7 @@ class WorkerProcess:
             env={**os.environ, **env},
             start_new_session=new_session,
         )
-        port = env.get("KPI_WEB_PORT", "6066")
+        port = env.get("KPI_WEB_PORT") or str(Settings.model_fields["web_port"].default)
         return cls(process, f"http://127.0.0.1:{port}", log_path, env)
 
     def get(self, path: str, timeout_s: float = 5) -> bytes:

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.activity_batches import customer_partition
 from stream.settings import Settings
 from stream.worker import Worker
 from tests.conftest import free_port
@@ -36,10 +37,12 @@ def test_agent_keeps_ticket_state_and_kpis(worker: Worker, monkeypatch: pytest.M
 
     # The customer-activity topic is output here (the integration tests run it on Kafka):
     # what the agent sends to it is recorded.
-    sent: list[tuple[bytes, dict[str, object]]] = []
+    sent: list[tuple[int, dict[str, object]]] = []
+    messages = []
 
-    async def record(key: bytes, value: bytes, **_: object) -> None:
-        sent.append((key, orjson.loads(value)))
+    async def record(value: bytes, partition: int, **_: object) -> None:
+        messages.append(value)
+        sent.extend((partition, activity) for activity in orjson.loads(value))
 
     monkeypatch.setattr(worker.topics.customers, "send", record)
 
@@ -47,6 +50,9 @@ def test_agent_keeps_ticket_state_and_kpis(worker: Worker, monkeypatch: pytest.M
         async with worker.agents["helpdesk"].test_context() as agent:
             for event in events:
                 await agent.put(orjson.dumps(event.body), key=event.body["ticket_id"].encode())
+        assert messages == []  # held for a batch (activity_batches.py) ...
+        for hook in worker.app.before_commit:  # ... until a commit (or a tick) sends it
+            await hook()
 
     asyncio.run(run())
     tickets = worker.tables.tickets
@@ -59,10 +65,13 @@ def test_agent_keeps_ticket_state_and_kpis(worker: Worker, monkeypatch: pytest.M
     snapshot = worker.runtime.snapshot()
     assert snapshot.active == {("billing", "high", "new"): 1}
     # Every ticket.created becomes an activity of its customer, repeats included.
-    assert [(k, v["kind"], v["event_id"]) for k, v in sent] == [
-        (b"c-1", "ticket", events[0].event_id),
-        (b"c-1", "ticket", events[2].event_id),
-        (b"c-1", "ticket", "dup-check"),
+    # One message, to the partition the customer's key gives.
+    home = customer_partition("c-1", worker.settings.partitions)
+    assert len(messages) == 1
+    assert [(p, v["customer_id"], v["kind"], v["event_id"]) for p, v in sent] == [
+        (home, "c-1", "ticket", events[0].event_id),
+        (home, "c-1", "ticket", events[2].event_id),
+        (home, "c-1", "ticket", "dup-check"),
     ]
     summary = worker.tables.kpi_state["0|summary"]
     assert summary["final_through_ms"] == T0 - 10 * MINUTE  # the first watermark

@@ -220,11 +220,27 @@ class Harness:
         """Process up to `count` messages (all without) of a customer partition, in order."""
         queue = self.queues[partition]
         for _ in range(len(queue) if count is None else min(count, len(queue))):
+            if not queue:
+                return
             value = queue.popleft()
+            # Activities often come a batch to a message (stream/activity_batches.py):
+            # a few of the ones queued next, marks never among them.
+            batch = [value]
+            while self.rng.random() < 0.5 and queue and self._activity(batch[-1]):
+                if not self._activity(queue[0]):
+                    break
+                batch.append(queue.popleft())
+            if len(batch) > 1:
+                value = b"[" + b",".join(batch) + b"]"
             self.uncommitted[partition].append(value)
             result = self.runtime.process_customer(value, partition, self.customers, now_ms=0)
             assert not result.malformed, f"customer partition {partition}: malformed {value!r}"
             self._write(result.state_writes)
+
+    @staticmethod
+    def _activity(value: bytes) -> bool:
+        """One activity's message (not a mark, not a batch already)."""
+        return not value.startswith(b"[") and b'"upstream"' not in value
 
     def consume_some(self) -> None:
         """A random customer partition takes a few of its messages, as consumers do."""

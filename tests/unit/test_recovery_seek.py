@@ -259,3 +259,28 @@ def test_the_consumer_fetch_waits_at_most_the_setting_not_faust_s_1500_ms(
 
     consumer = asyncio.run(build())
     assert consumer._fetch_max_wait_ms == expected_ms
+
+
+def test_the_apps_before_commit_hooks_run_after_the_offsets_are_chosen_before_the_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's commit: offsets chosen, `_handle_attached`, then the producer's flush and
+    the commit. The hooks (held activity batches) run at `_handle_attached`."""
+    from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+
+    from stream.recovery import SeekSafeConsumer
+
+    order: list[str] = []
+
+    async def faust_attached(self: Any, offsets: Any) -> None:
+        order.append(f"attached {offsets}")
+
+    monkeypatch.setattr(FaustConsumer, "_handle_attached", faust_attached)
+
+    async def hook() -> None:
+        order.append("hook")
+
+    consumer: Any = SeekSafeConsumer.__new__(SeekSafeConsumer)
+    consumer.app = SimpleNamespace(before_commit=[hook, hook])
+    asyncio.run(consumer._handle_attached({"tp": 5}))
+    assert order == ["hook", "hook", "attached {'tp': 5}"]
