@@ -127,3 +127,22 @@ def test_lag_by_topic_sums_the_partitions_of_each_topic() -> None:
         'kpistream_consumer_lag_records{partition="0",topic="b.helpdesk"} 0.0\n'
     )
     assert lag_by_topic(text) == {"r.customer-activity": 5120, "b.helpdesk": 0}
+
+
+def test_drained_once_the_workers_own_topics_are_read_the_inputs_aside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exposition(activity_lag: int) -> str:
+        return (
+            f'kpistream_consumer_lag_records{{partition="0",topic="r.customer-activity"}} '
+            f"{activity_lag}.0\n"
+            'kpistream_consumer_lag_records{partition="0",topic="b.helpdesk"} 900.0\n'
+        )
+
+    pages = iter([exposition(5000), exposition(400), exposition(3)])
+    worker = WorkerProcess.__new__(WorkerProcess)
+    monkeypatch.setattr(worker, "check_alive", lambda: None)
+    monkeypatch.setattr(worker, "metrics_text", lambda: next(pages))
+    seconds, backlog = worker.wait_drained(("b.helpdesk",), timeout_s=10, poll_s=0)
+    assert backlog == {"r.customer-activity": 5000}
+    assert seconds >= 0
