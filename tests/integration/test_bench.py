@@ -74,7 +74,11 @@ def test_kpi_bench_measures_every_figure(tmp_path: Path) -> None:
         assert figure["median"] > 0, name
     assert figures["freshness"]["p99_seconds"]["median"] > 0
     assert len(figures["freshness"]["caught_up"]) == 1  # whether the run caught up
-    assert figures["worker_full_run"]["events_per_second"] > 0
+    full = figures["worker_full_run"]
+    assert full["events_per_second"] > 0
+    # Read to the end of its own topics too: slower than the input alone, or as fast.
+    assert 0 < full["all_processed_events_per_second"] <= full["events_per_second"]
+    assert figures["dataset_seconds"] < figures["seconds"]
     # New tickets are a ticket.created each: a few hundred bytes of stored state.
     assert 100 < figures["stored_bytes_per_open_ticket"]["median"] < 4096
     assert plot.stat().st_size > 10_000
@@ -91,5 +95,7 @@ def test_kpi_bench_measures_every_figure(tmp_path: Path) -> None:
         "stored state per open ticket",
         "recovery after kill -9",
         "/metrics scrape",
+        "its own topics",
+        "the whole benchmark",
     ):
         assert row in table, row
