@@ -22,6 +22,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from stream.app import make_app
 from stream.export.web import register_pages
@@ -387,7 +388,7 @@ def test_the_probes_and_the_scrape_ask_pages_the_worker_serves() -> None:
             return lambda view: view
 
     # The pages read only the settings while they are declared.
-    runtime = SimpleNamespace(settings=Settings())
+    runtime = SimpleNamespace(settings=Settings(), registry=CollectorRegistry())
     register_pages(App(), runtime=runtime)  # type: ignore[arg-type]
     container = worker_container()
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
